@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install HEAL with the tested versions. Safe to run again: it only adds what is missing.
+#   bash scripts/install.sh            # then .venv/bin/heal quickstart
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+# torch first, pinned: otherwise a dependency's loose range can pull a multi-GB CUDA build onto a CPU machine.
+.venv/bin/python -m pip install --quiet "torch==$(grep -E '^torch==' constraints.txt | cut -d= -f3)"
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"

@@ -1,0 +1,11 @@
+"""Seed-compatible entry point: `python src/evaluation/adversarial.py ...` runs `heal redteam ...` with the same flags."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # src/: works without `pip install -e .` too
+
+from heal.cli import run  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(run(["redteam", *sys.argv[1:]]))

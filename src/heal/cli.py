@@ -1,0 +1,104 @@
+"""The `heal` command: one registry of verbs, each backed by a module with `make_parser()` and `main(*configs)`.
+
+    heal --help
+    heal prep --dataset pubmedqa --input_path ../shared/data/pubmedqa/ori_pqal_trainval.json --output_path pqa.csv
+
+Nothing heavy (torch, transformers, TRL) is imported here: a verb's module is imported only when that verb runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Verb:
+    summary: str
+    module: str | None  # None: not built yet
+    issue: str = ""  # where an unbuilt verb is tracked
+
+
+VERBS: dict[str, Verb] = {
+    "prep": Verb("raw PubMedQA / MIMIC-IV-Note / ACI-Bench / MedSafetyBench (or built-in synthetic) → records",
+                 "heal.data.prep"),
+    "sft": Verb("supervised fine-tuning of a policy (full, LoRA, QLoRA)", None, "issue 3 (models and SFT)"),
+    "label": Verb("RLAIF: sample answers from a policy and have an AI judge label preference pairs", None,
+                  "issue 4 (feedback and reward models)"),
+    "reward": Verb("train a reward model on preference pairs", None, "issue 4 (feedback and reward models)"),
+    "ppo": Verb("PPO against a reward model, an AI judge's score or a verifiable rule", None, "issue 5 (PPO)"),
+    "dpo": Verb("direct preference optimisation (TRL DPOTrainer)", None, "issue 5 (PPO, DPO, GRPO)"),
+    "grpo": Verb("group relative policy optimisation (TRL GRPOTrainer)", None, "issue 5 (PPO, DPO, GRPO)"),
+    "eval": Verb("task metrics: PubMedQA accuracy/macro-F1, summary ROUGE, robustness", None,
+                 "issue 6 (evaluation and red-teaming)"),
+    "redteam": Verb("jailbreak and harmful-request testing, over-refusal, per-category report", None,
+                    "issue 6 (evaluation and red-teaming)"),
+    "annotate": Verb("web page for clinicians to label preferences (SQLite-backed)", None,
+                     "the annotation issue (not filed yet)"),
+    "serve": Verb("OpenAI-compatible HTTP server for a trained model", None, "issue 6 (evaluation and serving)"),
+    "pipeline": Verb("run the stages declared in one YAML file, resumably", None, "issue 7 (end to end)"),
+    "quickstart": Verb("the whole pipeline on built-in data and heal-tiny, offline on a CPU", "heal.quickstart"),
+}
+
+EXIT_USAGE = 2  # user-fixable problem: bad flag, bad file, unbuilt verb
+
+
+def _usage() -> str:
+    from heal import __version__
+
+    width = max(map(len, VERBS))
+    lines = [
+        f"usage: heal <verb> [flags]   (heal {__version__})",
+        "",
+        "Align language models for health care: prep → sft → reward → ppo → eval → redteam.",
+        "",
+        "verbs:",
+    ]
+    for name, verb in VERBS.items():
+        note = "" if verb.module else "  [not built yet]"
+        lines.append(f"  {name:<{width}}  {verb.summary}{note}")
+    lines += ["", "Run `heal <verb> --help` for a verb's flags; every verb takes --config file.yaml."]
+    return "\n".join(lines)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Dispatch `argv` (without the program name) to a verb; return the process exit code."""
+    from heal.errors import HealError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if argv else EXIT_USAGE
+    if argv[0] in ("-V", "--version"):
+        from heal import __version__
+
+        print(f"heal {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    verb = VERBS.get(name)
+    if verb is None:
+        print(f"heal: error: unknown verb '{name}'; choose one of: {', '.join(VERBS)}", file=sys.stderr)
+        return EXIT_USAGE
+    if verb.module is None:
+        print(f"heal {name}: not built yet; it lands with {verb.issue}", file=sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(verb.module)
+    try:
+        configs = module.make_parser().parse(rest)
+        module.main(*configs)
+    except HealError as e:
+        print(f"heal {name}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"heal {name}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

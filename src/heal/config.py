@@ -1,0 +1,96 @@
+"""Typed configuration shared by every verb.
+
+Each verb's settings are dataclasses whose field docstrings (`metadata={"help": ...}`) are the `--help` text. They are
+parsed with TRL's parser, so `--config run.yaml` supplies values and command-line flags override them:
+
+    heal prep --config experiments/configs/prep_pubmedqa.yaml --fold 3
+
+Every run writes the resolved values next to its output (`save_resolved_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from trl import TrlParser
+
+from heal.errors import HealError
+
+
+class HealParser(TrlParser):
+    """TRL's dataclass + YAML parser whose errors are one line and exit code 2."""
+
+    def error(self, message: str):  # argparse calls this for bad flags
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def parse(self, args: Iterable[str] | None = None) -> tuple:
+        args = list(sys.argv[1:] if args is None else args)
+        config_path = _config_path(args)
+        if config_path is not None:
+            _check_config_file(config_path, self)
+        try:
+            *configs, unknown = self.parse_args_and_config(args, return_remaining_strings=True)
+        except ValueError as e:  # TRL raises ValueError for unknown config keys and non-mapping files
+            raise HealError(f"{config_path or 'arguments'}: {e}") from None
+        except TypeError as e:  # dataclass construction with a wrong value type from YAML
+            raise HealError(f"{config_path or 'arguments'}: {e}") from None
+        if unknown:
+            raise HealError(f"unknown flag(s) {' '.join(unknown)}; see `{self.prog} --help`")
+        return tuple(configs)
+
+
+def _config_path(args: list[str]) -> str | None:
+    if "--config" not in args:
+        return None
+    index = args.index("--config")
+    if index + 1 >= len(args):
+        raise HealError("--config needs a YAML file path")
+    return args[index + 1]
+
+
+def _check_config_file(path: str, parser: HealParser) -> None:
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise HealError(f"{path}: config file not found")
+    try:
+        config = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise HealError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise HealError(f"{path}: must be a YAML mapping of flag names to values")
+    known = {action.dest for action in parser._actions} | {"env"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise HealError(f"{path}: unknown key(s) {', '.join(unknown)}; see `{parser.prog} --help` for valid keys")
+
+
+def make_parser(prog: str, description: str, *dataclass_types: type) -> HealParser:
+    return HealParser(dataclass_types=list(dataclass_types), prog=prog, description=description)
+
+
+def to_dict(*configs: Any) -> dict:
+    """Merge dataclass configs into one plain dict (later ones win on shared names)."""
+    merged: dict = {}
+    for config in configs:
+        if dataclasses.is_dataclass(config):
+            merged.update(dataclasses.asdict(config))
+        elif hasattr(config, "to_dict"):  # transformers TrainingArguments
+            merged.update(config.to_dict())
+    return merged
+
+
+def save_resolved_config(path: str | Path, *configs: Any) -> Path:
+    """Write the resolved settings as YAML (atomically); `heal <verb> --config <path>` reproduces the run."""
+    import yaml
+
+    from heal.data.io import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(to_dict(*configs), sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
