@@ -143,12 +143,13 @@ def pubmedqa_item(rng: random.Random, label: str, noisy_label: str | None = None
 def make_pubmedqa(n: int, seed: int = 0, label_noise: float = 0.0) -> dict[str, dict]:
     """`n` items keyed by synthetic 8-digit PMIDs (9xxxxxxx, outside the range of real PQA-L PMIDs)."""
     rng = random.Random(seed)
+    noise_rng = random.Random(f"label-noise-{seed}")  # separate stream: noise never changes the items themselves
     items = {}
     for k in range(n):
         label = _sample_label(rng)
         noisy = None
-        if label_noise > 0 and rng.random() < label_noise:
-            noisy = rng.choice([other for other, _ in LABEL_MIX if other != label])
+        if noise_rng.random() < label_noise:
+            noisy = noise_rng.choice([other for other, _ in LABEL_MIX if other != label])
         items[str(90000000 + seed * 100000 + k)] = pubmedqa_item(rng, label, noisy)
     return items
 
