@@ -96,3 +96,13 @@ def test_ci_runs_exactly_the_readme_test_command():
     command = ci[-1].strip()
     assert "pytest" in command
     assert f"\n{command}\n" in readme
+
+
+def test_every_shipped_prep_config_parses():
+    from heal.data.prep import make_parser
+
+    configs = sorted((REPO / "experiments" / "configs").glob("prep_*.yaml"))
+    assert configs
+    for path in configs:
+        (config,) = make_parser().parse(["--config", str(path)])
+        assert config.dataset and config.output_path, path

@@ -124,3 +124,12 @@ def test_aci_and_medsafety_missing_columns(tmp_path, capsys):
                         tmp_path / "o.csv")
     assert_one_line_error(code, err, "x.csv", "harmful_medical_request")
     assert files_in(tmp_path) == ["x.csv"]
+
+
+def test_output_path_equal_to_input_is_refused(tmp_path, capsys):
+    src = tmp_path / "train.csv"
+    src.write_bytes((ACI / "train.csv").read_bytes())
+    before = src.read_bytes()
+    code, _, err = heal(capsys, "prep", "--dataset", "aci_bench", "--input_path", src, "--output_path", src)
+    assert_one_line_error(code, err, "is the input file")
+    assert src.read_bytes() == before and files_in(tmp_path) == ["train.csv"]

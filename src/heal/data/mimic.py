@@ -79,7 +79,7 @@ def split_sections(text: str) -> list[Section]:
     matches = list(_HEADER.finditer(text))
     sections = []
     for i, match in enumerate(matches):
-        name = re.sub(r"\s+", " ", match.group(1).lower())
+        name = " ".join(match.group(1).lower().split())
         name = TARGET_ALIASES.get(name, name)
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
         sections.append(Section(name, match.start(), match.end(), end))
@@ -116,7 +116,7 @@ def note_to_records(row: dict, targets: tuple[str, ...], filters: Filters, drops
     records = []
     for target in targets:
         section = by_name.get(TARGETS[target])
-        reason = _drop_reason(note_input, section, text, target, filters)
+        reason = _drop_reason(note_input, section, target, filters)
         if reason:
             drops[reason] += 1
             continue
@@ -143,7 +143,7 @@ def note_to_records(row: dict, targets: tuple[str, ...], filters: Filters, drops
     return records
 
 
-def _drop_reason(note_input: str, section: Section | None, text: str, target: str, filters: Filters) -> str | None:
+def _drop_reason(note_input: str, section: Section | None, target: str, filters: Filters) -> str | None:
     if section is None:
         return f"missing_target:{target}"
     if len(note_input) < filters.min_input_chars:

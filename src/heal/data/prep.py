@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from heal import __version__
@@ -72,6 +73,9 @@ def _metadata(config: PrepConfig, source: str) -> dict:
 def _require_input(config: PrepConfig) -> str:
     if not config.input_path:
         raise HealError(f"--dataset {config.dataset} needs --input_path (the raw file to prepare)")
+    if Path(config.input_path).resolve() == Path(config.output_path).resolve():
+        raise HealError(f"{config.output_path}: --output_path is the input file; write elsewhere so the raw data "
+                        "is kept")
     return config.input_path
 
 
