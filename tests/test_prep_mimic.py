@@ -58,12 +58,14 @@ def test_targets_and_inputs(tmp_path, capsys, target, tasks):
     records = io.read_records(out)
     assert [r["task"] for r in records] == tasks
     for record in records:
+        note = record["prompt"].split("\n\n", 1)[1].rsplit("\n\n", 1)[0]  # between instruction and cue
         # Both target sections are removed from the input whichever target is asked for (no leakage).
-        assert "Brief Hospital Course" not in record["input"] and "Discharge Instructions" not in record["input"]
-        assert "Chief Complaint:\ncough" in record["input"] and "Followup Instructions" in record["input"]
+        assert "Brief Hospital Course" not in note and "Discharge Instructions" not in note
+        assert "pneumonia" not in note.split("Discharge Diagnosis")[0]
+        assert "Chief Complaint:\ncough" in note and "Followup Instructions" in note
         assert record["source"] == "mimic" and record["note_id"] == "1-DS-0"
-        assert record["prompt"].startswith("Write the") and record["input"] in record["prompt"]
-        assert "\t" not in record["input"] and "____" not in record["input"] and "  " not in record["input"]
+        assert record["prompt"].startswith("Write the")
+        assert "\t" not in note and "____" not in note and "  " not in note
     by_task = {r["task"]: r for r in records}
     if "mimic_bhc" in by_task:
         assert by_task["mimic_bhc"]["completion"].startswith("Mr. ___ was treated for pneumonia.")

@@ -5,7 +5,8 @@
 Input: `discharge.csv(.gz)` of MIMIC-IV-Note v2.2 (note_id, subject_id, hadm_id, note_type, note_seq, charttime,
 storetime, text). Each note is split into sections at the template's headers ("Chief Complaint:", "Brief Hospital
 Course:", ...). The targets are "Brief Hospital Course" (bhc) and "Discharge Instructions" (di); as in Discharge
-Me!, the input is the note with *both* target sections removed, whichever target is asked for, so neither leaks.
+Me!, the input is the note with *both* target sections removed, whichever target is asked for, so neither leaks;
+the record's `prompt` is a one-line instruction, that input, and the target's header as a cue.
 
 The file is read in chunks (`--chunk_size` notes), so memory does not grow with the file (the real one is ~1.1 GB,
 331k notes); records are streamed into the output, which appears only when the whole file has been processed.
@@ -16,7 +17,7 @@ such records to any non-loopback judge or endpoint (PhysioNet's data use agreeme
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -135,7 +136,6 @@ def note_to_records(row: dict, targets: tuple[str, ...], filters: Filters, drops
             "hadm_id": str(row.get("hadm_id") or ""),
             "task": TASK_OF[target],
             "source": "mimic",
-            "input": note_input,
             "prompt": PROMPTS[target].format(note=note_input),
             "completion": summary,
             "reference": summary,
@@ -202,6 +202,20 @@ def _dedupe(rows: list[dict], seen: set[str], drops: Counter) -> list[dict]:
     return unique
 
 
+def _bounded_imap(pool, fn, items: Iterator, window: int) -> Iterator:
+    """Like `pool.imap` (ordered), but with at most `window` chunks in flight.
+
+    `Pool.imap` pulls its whole input eagerly, so a fast reader would hold the file in memory while workers lag.
+    """
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.apply_async(fn, (item,)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
 def prepare(input_path: str | Path, writer: RecordWriter, target: str = "both", filters: Filters | None = None,
             chunk_size: int = 2000, num_proc: int = 1, progress: bool = True) -> dict:
     """Stream the notes into `writer`; return the summary (notes read, records kept, dropped by reason)."""
@@ -227,7 +241,7 @@ def prepare(input_path: str | Path, writer: RecordWriter, target: str = "both", 
         import multiprocessing as mp
 
         pool = mp.get_context("spawn").Pool(num_proc)
-        results = pool.imap(_process_chunk, work())  # ordered: output keeps the input's note order
+        results = _bounded_imap(pool, _process_chunk, work(), window=2 * num_proc)
     else:
         results = map(_process_chunk, work())
     try:
