@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from heal.cli import run
@@ -10,6 +11,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PUBMEDQA = SHARED / "pubmedqa" / "ori_pqal_trainval.json"
 PUBMEDQA_FOLDS = SHARED / "pubmedqa" / "pqal_cv_folds.json"
 REPO = Path(__file__).resolve().parents[1]
+# The installed console script of the interpreter running the tests (the venv need not be activated).
+HEAL_BIN = str(Path(sys.executable).parent / "heal")
 
 
 def heal(capsys, *argv: str) -> tuple[int, str, str]:

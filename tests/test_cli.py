@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO, assert_one_line_error, heal
+from helpers import HEAL_BIN, REPO, assert_one_line_error, heal
 
 from heal.cli import VERBS
 
@@ -26,7 +26,7 @@ def test_help_imports_nothing_heavy():
 
 
 def test_console_script_is_installed():
-    out = subprocess.run(["heal", "--version"], capture_output=True, text=True)
+    out = subprocess.run([HEAL_BIN, "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("heal ")
 
 
@@ -57,7 +57,7 @@ def test_bad_flag_is_one_line_exit_2(capsys, tmp_path):
 
 
 def test_unknown_dataset_is_one_line_exit_2(tmp_path):
-    proc = subprocess.run(["heal", "prep", "--dataset", "pubmedqa2", "--output_path", str(tmp_path / "o.csv")],
+    proc = subprocess.run([HEAL_BIN, "prep", "--dataset", "pubmedqa2", "--output_path", str(tmp_path / "o.csv")],
                           capture_output=True, text=True)
     assert_one_line_error(proc.returncode, proc.stderr, "invalid choice", "pubmedqa")
 
