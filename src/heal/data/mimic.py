@@ -48,23 +48,24 @@ PROMPTS = {
 REQUIRED_COLUMNS = ("text",)
 ID_COLUMNS = ("note_id", "subject_id", "hadm_id")
 
-_HEADER = re.compile(
-    r"^[ \t]*(" + "|".join(re.escape(h) for h in sorted(SECTION_HEADERS, key=len, reverse=True)) + r")[ \t]*:",
-    re.IGNORECASE | re.MULTILINE,
-)
+_HEADER_NAMES = frozenset(h.lower() for h in SECTION_HEADERS)
+# A line-initial "Words:"; only names in SECTION_HEADERS count (a set lookup beats a 30-way regex alternation).
+_HEADER_CANDIDATE = re.compile(r"^[ \t]*([A-Za-z][A-Za-z /&()\-]{1,60}?)[ \t]*:", re.MULTILINE)
 _UNDERSCORES = re.compile(r"_{3,}")  # de-identification placeholders: one canonical token
-_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
-_LINE_EDGES = re.compile(r" ?\n ?")
-_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def normalise_whitespace(text: str) -> str:
     """Collapse runs of spaces, trim lines, keep at most one blank line; any run of 3+ underscores becomes `___`."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _UNDERSCORES.sub("___", text)
-    text = _SPACES.sub(" ", text)
-    text = _LINE_EDGES.sub("\n", text)
-    return _BLANK_LINES.sub("\n\n", text).strip()
+    if "____" in text:
+        text = _UNDERSCORES.sub("___", text)
+    lines: list[str] = []
+    for line in text.splitlines():
+        line = " ".join(line.split())  # str.split() knows every Unicode space, tabs and NBSP included
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class Section:
 
 def split_sections(text: str) -> list[Section]:
     """Sections of a note, in order, found at the template's line-initial headers."""
-    matches = list(_HEADER.finditer(text))
+    matches = [m for m in _HEADER_CANDIDATE.finditer(text) if " ".join(m.group(1).lower().split()) in _HEADER_NAMES]
     sections = []
     for i, match in enumerate(matches):
         name = " ".join(match.group(1).lower().split())
