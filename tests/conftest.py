@@ -2,3 +2,59 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # so tests can `from helpers import ...`
+
+
+# --- shared fixtures for the training stages (sft, reward, ppo, eval): built-in data and a tiny model -------------
+
+import pytest  # noqa: E402
+
+# heal-tiny at test size: seconds per run on a 2-core CPU. Stages pass these flags through to `heal <verb>`.
+TINY_FLAGS = ("--tiny_hidden_size", "64", "--tiny_layers", "2", "--tiny_heads", "2")
+# Quiet, quick training logs for any TrainingArguments-based verb.
+QUICK_FLAGS = ("--disable_tqdm", "true", "--logging_steps", "5", "--report_to", "none")
+
+
+@pytest.fixture(scope="session")
+def pubmedqa_sft_data(tmp_path_factory):
+    """Synthetic PubMedQA records written by `heal prep` (.csv, as the seed's pipeline writes them).
+
+    {"train": 270 items (fold 0's train part), "dev": 30 (fold 0's dev part), "test": 60 items from another seed,
+    sharing nothing with train/dev}, plus the raw files.
+    """
+    from heal.cli import run
+
+    folder = tmp_path_factory.mktemp("pubmedqa_sft_data")
+    paths = {"raw": folder / "pqal.json", "folds": folder / "folds.json", "raw_test": folder / "pqal_test.json",
+             "train": folder / "pubmedqa_train.csv", "dev": folder / "pubmedqa_dev.csv",
+             "test": folder / "pubmedqa_test.csv"}
+    steps = [
+        ["--dataset", "synthetic_pubmedqa", "--n", "300", "--seed", "0", "--output_path", paths["raw"],
+         "--folds_path", paths["folds"]],
+        ["--dataset", "synthetic_pubmedqa", "--n", "60", "--seed", "1", "--output_path", paths["raw_test"]],
+        ["--dataset", "pubmedqa", "--input_path", paths["raw"], "--folds_path", paths["folds"], "--fold", "0",
+         "--part", "train", "--output_path", paths["train"]],
+        ["--dataset", "pubmedqa", "--input_path", paths["raw"], "--folds_path", paths["folds"], "--fold", "0",
+         "--part", "dev", "--output_path", paths["dev"]],
+        ["--dataset", "pubmedqa", "--input_path", paths["raw_test"], "--output_path", paths["test"]],
+    ]
+    for argv in steps:
+        assert run(["prep", *map(str, argv)]) == 0
+    return paths
+
+
+@pytest.fixture(scope="session")
+def sft_tiny_run(tmp_path_factory, pubmedqa_sft_data):
+    """A finished `heal sft` run of heal-tiny on the synthetic PubMedQA train part (a policy later stages can use).
+
+    {"dir": the output folder (a normal HF model folder), "data": the data paths, "argv": the flags it ran with}
+    """
+    from heal.cli import run
+
+    out = tmp_path_factory.mktemp("sft_tiny") / "policy"
+    argv = ["sft", "--dataset", "pubmedqa", "--dataset_path", str(pubmedqa_sft_data["train"]),
+            "--eval_dataset_path", str(pubmedqa_sft_data["dev"]), "--model_name", "heal-tiny",
+            "--output_dir", str(out), *TINY_FLAGS, *QUICK_FLAGS, "--max_steps", "60",
+            "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--eval_strategy", "steps",
+            "--eval_steps", "30", "--save_steps", "30"]
+    assert run(argv) == 0
+    return {"dir": out, "data": pubmedqa_sft_data, "argv": argv}

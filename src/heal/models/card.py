@@ -1,0 +1,74 @@
+"""Model cards (README.md) for every model HEAL saves: base model, data, stage, config and metrics.
+
+The card uses the Hub's YAML front matter (library_name, base_model, tags) so it renders on the Hub, and plain
+Markdown below it, so it reads well in a terminal too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from heal.data.io import atomic_path
+
+CREDENTIALED_WARNING = (
+    "**Trained on credentialed data (MIMIC).** The weights may have memorised note text. Do not publish this "
+    "model, push it to the Hub or serve it beyond the people covered by the PhysioNet data use agreement."
+)
+
+
+@dataclass
+class ModelCard:
+    title: str
+    stage: str  # sft | reward | ppo | …
+    summary: str  # one sentence: what this model is
+    base_model: str
+    base_is_hub: bool  # only Hub ids go into the front matter's base_model
+    weights: str  # "full model", "LoRA merged into the base", "LoRA adapter (needs the base)"
+    data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    credentialed: bool = False
+    files: dict[str, str] = field(default_factory=dict)
+    usage: str = ""
+
+    def render(self) -> str:
+        front = ["---", "library_name: transformers", f"pipeline_tag: text-generation"]
+        if self.base_is_hub:
+            front.append(f"base_model: {self.base_model}")
+        front += ["tags:", "- heal", f"- {self.stage}", "- trl", "- health", "---", ""]
+        body = [f"# {self.title}", "", self.summary, ""]
+        if self.credentialed:
+            body += [CREDENTIALED_WARNING, ""]
+        body += ["| | |", "|---|---|", f"| stage | `{self.stage}` |", f"| base model | `{self.base_model}` |",
+                 f"| weights | {self.weights} |", ""]
+        body += _section("Data", self.data) + _section("Training", self.training)
+        body += _section("Metrics", {k: _fmt(v) for k, v in self.metrics.items()})
+        body += _section("Files", self.files)
+        if self.usage:
+            body += ["## Use", "", "```python", self.usage.strip(), "```", ""]
+        body += ["## Limitations", "",
+                 "A research artefact from the HEAL toolkit, not a medical device: its answers can be wrong or "
+                 "unsafe and must not be used for clinical decisions without qualified review.", ""]
+        return "\n".join(front + body)
+
+    def write(self, folder: str | Path) -> Path:
+        path = Path(folder) / "README.md"
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.render(), encoding="utf-8")
+        return path
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _section(name: str, rows: dict[str, Any]) -> list[str]:
+    if not rows:
+        return []
+    lines = [f"## {name}", "", "| | |", "|---|---|"]
+    lines += [f"| {key} | {str(value).replace('|', '/')} |" for key, value in rows.items()]
+    return lines + [""]

@@ -1,0 +1,368 @@
+"""`heal sft`: supervised fine-tuning of a policy on prompt/completion records (TRL SFTTrainer).
+
+    heal sft --dataset pubmedqa --dataset_path data/processed/pubmedqa.csv --model_name heal-tiny \
+        --output_dir models/policy_model/pubmedqa_sft
+    heal sft --config experiments/configs/sft_tiny_cpu.yaml --dataset_path data/processed/pubmedqa.csv
+    heal sft --model_name Qwen/Qwen2.5-0.5B-Instruct --use_peft --lora_r 16 --dataset_path … --output_dir …
+    torchrun --nproc_per_node 2 -m heal.cli sft …      # two CPU processes (gloo); GPUs: accelerate launch, see docs
+
+The loss is on completion tokens only (TRL's prompt-completion format); prompts are formatted by
+heal.models.prompting, exactly as reward, ppo and eval format them. The output folder layout (final model, model card,
+resolved config, metrics.jsonl, loss_curve.png, checkpoints) is described in heal.models.artifacts; docs/sft.md
+has the full guide.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from heal.config import make_parser as _make_parser
+from heal.errors import HealError
+from heal.models import artifacts
+from heal.sft.config import (CONFIG_TYPES, LR_FROM_SCRATCH, LR_FULL, LR_LORA, TASK_MAX_LENGTH, HealModelConfig,
+                             HealSFTConfig, SFTScriptConfig)
+from heal.models.tiny import TinyConfig
+
+STAGE = "sft"
+
+
+def make_parser():
+    return _make_parser("heal sft", __doc__.split("\n")[0], *CONFIG_TYPES)
+
+
+def main(script: SFTScriptConfig, training: HealSFTConfig, model_args: HealModelConfig,
+         tiny: TinyConfig | None = None) -> dict:
+    """Train, evaluate and save; return the run summary (also in <output_dir>/heal_run.json)."""
+    from accelerate import PartialState
+
+    tiny = tiny or TinyConfig()
+    state = PartialState()
+    source = _check_model_request(model_args, training, tiny)
+    train_records, eval_records = _load_data(script, training.seed)
+    if training.push_to_hub and _credentialed(script, train_records):
+        raise HealError(f"{script.dataset_path}: credentialed data (MIMIC) must not leave this machine; drop "
+                        "--push_to_hub (PhysioNet data use agreement)")
+    folder = Path(training.output_dir)
+    fingerprint = _fingerprint(script, model_args, tiny, training.seed)
+    resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
+    mode = artifacts.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
+    checkpoint = artifacts.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
+    state.wait_for_everyone()
+    if state.is_main_process:
+        artifacts.claim_output_dir(folder, mode, fingerprint, STAGE)
+        if checkpoint:
+            artifacts.truncate_metrics(folder, _checkpoint_step(checkpoint))
+    state.wait_for_everyone()
+
+    model, tokenizer, info = _load_policy(model_args, training, tiny, source, train_records, checkpoint)
+    _resolve_defaults(training, model_args, source, script.task(), model, bool(eval_records))
+    if state.is_main_process:
+        artifacts.write_config(folder, _resolved_config(script, training, model_args, tiny, source))
+    trainer = _build_trainer(model, tokenizer, training, model_args, script, train_records, eval_records)
+    results = _train_and_evaluate(trainer, checkpoint, script.eval_before_training)
+    ranks = _rank_stats(trainer)
+    weights = _save_final(trainer, tokenizer, model_args, folder)
+    if state.is_main_process:
+        summary = _finish(folder, script, training, model_args, info, train_records, eval_records, results,
+                          weights, ranks, checkpoint)
+        _print_summary(summary, folder)
+    state.wait_for_everyone()
+    return artifacts.read_run(folder) or {}
+
+
+# --- checks before anything heavy ----------------------------------------------------------------------------------
+
+def _check_model_request(model_args: HealModelConfig, training: HealSFTConfig, tiny: TinyConfig) -> str:
+    """Fail fast on requests that cannot work: API models, missing folders, QLoRA without a GPU, …"""
+    from heal.models.loading import model_source
+
+    source = model_source(model_args.model_name_or_path or "")
+    quantized = model_args.load_in_4bit or model_args.load_in_8bit
+    if quantized:
+        _check_qlora(model_args, source)
+    if source == "heal-tiny":
+        tiny.check()
+        if model_args.use_peft and not model_args.merge_adapter:
+            raise HealError("--merge_adapter false: an adapter needs a base model others can load, and heal-tiny "
+                            "is built inside the run; keep --merge_adapter true (the default)")
+    if model_args.use_peft and model_args.merge_adapter and _sharded(training) and source == "heal-tiny":
+        raise HealError("LoRA on heal-tiny under FSDP/ZeRO-3 is not supported; use DDP or full fine-tuning")
+    if not model_args.use_peft and (model_args.lora_target_modules or model_args.use_dora):
+        raise HealError("--lora_target_modules/--use_dora need --use_peft (LoRA); add it or drop them")
+    return source
+
+
+def _check_qlora(model_args: HealModelConfig, source: str) -> None:
+    import importlib.util
+
+    import torch
+
+    flag = "--load_in_4bit" if model_args.load_in_4bit else "--load_in_8bit"
+    if not torch.cuda.is_available():
+        raise HealError(f"{flag} (QLoRA) needs a CUDA GPU and bitsandbytes, and this machine has no GPU; on a CPU "
+                        "use --use_peft (LoRA) without it")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise HealError(f"{flag} (QLoRA) needs bitsandbytes: pip install 'heal[gpu]' (or pip install bitsandbytes)")
+    if not model_args.use_peft:
+        raise HealError(f"{flag} trains LoRA adapters on a frozen quantized base; add --use_peft")
+    if source == "heal-tiny":
+        raise HealError(f"{flag}: heal-tiny is built in memory and is not quantized; use a Hub or local model")
+
+
+def _sharded(training: HealSFTConfig) -> bool:
+    deepspeed = training.deepspeed
+    zero3 = bool(deepspeed) and "3" in str(deepspeed if isinstance(deepspeed, str) else
+                                           deepspeed.get("zero_optimization", {}).get("stage", ""))
+    return bool(training.fsdp) or zero3
+
+
+def _load_data(script: SFTScriptConfig, seed: int) -> tuple[list[dict], list[dict]]:
+    from heal.sft.data import load_sft_records, split_eval
+
+    task = script.task()
+    records = load_sft_records(script.dataset_path, task)
+    if script.eval_dataset_path:
+        train, held = records, load_sft_records(script.eval_dataset_path, task, "--eval_dataset_path")
+    else:
+        train, held = split_eval(records, script.eval_split_size, seed)
+    if script.max_train_samples is not None:
+        if script.max_train_samples < 1:
+            raise HealError(f"--max_train_samples {script.max_train_samples}: must be at least 1")
+        train = train[:script.max_train_samples]
+    return train, held
+
+
+def _credentialed(script: SFTScriptConfig, records: list[dict]) -> bool:
+    from heal.sft.data import credentialed
+
+    return credentialed(records, script.dataset_path)
+
+
+def _fingerprint(script: SFTScriptConfig, model_args: HealModelConfig, tiny: TinyConfig, seed: int) -> dict:
+    """What makes two runs the same run (hyperparameters such as max_steps may change on resume)."""
+    import dataclasses
+
+    fingerprint = {
+        "stage": STAGE, "model": model_args.model_name_or_path, "dataset": script.task(),
+        "dataset_path": str(Path(script.dataset_path).resolve()) if script.dataset_path else None,
+        "eval_dataset_path": str(Path(script.eval_dataset_path).resolve()) if script.eval_dataset_path else None,
+        "use_peft": model_args.use_peft,
+    }
+    if model_args.model_name_or_path == "heal-tiny":
+        fingerprint.update(seed=seed, **dataclasses.asdict(tiny))
+    return fingerprint
+
+
+def _checkpoint_step(checkpoint: str) -> int:
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1])
+
+
+# --- model and defaults --------------------------------------------------------------------------------------------
+
+def _load_policy(model_args: HealModelConfig, training: HealSFTConfig, tiny: TinyConfig, source: str,
+                 train_records: list[dict], checkpoint: str | None):
+    from heal.models.loading import ModelInfo, load_policy
+
+    if source == "heal-tiny":
+        from heal.models.tiny import build_model
+
+        tokenizer = _tiny_tokenizer(train_records, tiny, checkpoint)
+        return build_model(tokenizer, tiny, training.seed), tokenizer, ModelInfo("heal-tiny", "heal-tiny")
+    from trl import get_quantization_config
+
+    kwargs = dict(training.model_init_kwargs or {})
+    kwargs.setdefault("dtype", model_args.dtype)
+    if model_args.attn_implementation:
+        kwargs.setdefault("attn_implementation", model_args.attn_implementation)
+    quantization = get_quantization_config(model_args)
+    if quantization is not None:
+        from accelerate import PartialState
+
+        kwargs.update(quantization_config=quantization, device_map={"": PartialState().local_process_index})
+    return load_policy(model_args.model_name_or_path, revision=model_args.model_revision,
+                       trust_remote_code=training.trust_remote_code, **kwargs)
+
+
+def _tiny_tokenizer(train_records: list[dict], tiny: TinyConfig, checkpoint: str | None):
+    """heal-tiny's tokenizer: trained on the training split's prompts and completions (once, on the main process,
+    and shared with the other ranks), or, on resume, the one saved in the checkpoint."""
+    from accelerate import PartialState
+
+    from heal.models.tiny import train_tokenizer, wrap_tokenizer
+
+    if checkpoint:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(checkpoint)
+    state = PartialState()
+    texts = [t for r in train_records for t in (r["prompt"], r["completion"])]
+    if state.num_processes == 1:
+        return train_tokenizer(texts, tiny.tiny_vocab_size, tiny.tiny_min_frequency)
+    import torch.distributed as dist
+
+    shared = [None]
+    if state.is_main_process:
+        shared = [train_tokenizer(texts, tiny.tiny_vocab_size, tiny.tiny_min_frequency).backend_tokenizer.to_str()]
+    dist.broadcast_object_list(shared, src=0)
+    return wrap_tokenizer(shared[0])
+
+
+def _resolve_defaults(training: HealSFTConfig, model_args: HealModelConfig, source: str, task: str, model,
+                      has_eval: bool) -> None:
+    """Fill the settings whose default depends on the model or the data (each choice is in --help)."""
+    from transformers.trainer_utils import IntervalStrategy
+
+    if training.learning_rate is None:
+        training.learning_rate = (LR_FROM_SCRATCH if source == "heal-tiny" else
+                                  LR_LORA if model_args.use_peft else LR_FULL)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if training.max_length is None:
+        training.max_length = min(TASK_MAX_LENGTH[task], limit or TASK_MAX_LENGTH[task])
+    elif limit and training.max_length > limit:
+        raise HealError(f"--max_length {training.max_length} exceeds the model's max_position_embeddings {limit}; "
+                        f"lower it (heal-tiny: or raise --tiny_max_position_embeddings)")
+    if not has_eval:
+        if training.load_best_model_at_end:
+            raise HealError("--load_best_model_at_end needs eval data; set --eval_split_size or --eval_dataset_path")
+        training.eval_strategy = IntervalStrategy.NO
+        training.do_eval = False
+
+
+def _resolved_config(script, training, model_args, tiny, source: str) -> dict:
+    config = artifacts.config_dict(script, training, model_args, *([tiny] if source == "heal-tiny" else []))
+    config["resume_from_checkpoint"] = None  # rerunning the config starts a run; resuming is a flag
+    return config
+
+
+# --- training ------------------------------------------------------------------------------------------------------
+
+def _build_trainer(model, tokenizer, training, model_args, script, train_records, eval_records):
+    from datasets import Dataset
+    from trl import get_peft_config
+
+    from heal.models.prompting import format_example, stop_token_ids
+    from heal.sft.trainer import HealSFTTrainer, MetricsCallback
+
+    def to_dataset(records: list[dict]):
+        rows = [format_example(tokenizer, r["prompt"], r["completion"], script.system_prompt) for r in records]
+        return Dataset.from_list(rows)
+
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer)  # generation stops where training ends
+    return HealSFTTrainer(
+        model=model, args=training, processing_class=tokenizer,
+        train_dataset=to_dataset(train_records), eval_dataset=to_dataset(eval_records) if eval_records else None,
+        peft_config=get_peft_config(model_args), callbacks=[MetricsCallback(training.output_dir)],
+    )
+
+
+def _train_and_evaluate(trainer, checkpoint: str | None, eval_before: bool) -> dict:
+    """Eval loss before (step 0), training (resumed from `checkpoint` if given), eval loss after; namespaced."""
+    results: dict = {}
+    if trainer.eval_dataset is not None and eval_before and checkpoint is None:
+        results.update(artifacts.namespaced(trainer.evaluate(metric_key_prefix="eval_before")))
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    results.update({"train/mean_loss": output.training_loss, "train/global_step": output.global_step,
+                    "train/epochs": output.metrics.get("epoch"), "train/wall_seconds": time.perf_counter() - started})
+    if trainer.eval_dataset is not None:
+        last = [h for h in trainer.state.log_history if "eval_loss" in h]
+        if last and last[-1].get("step") == trainer.state.global_step:  # the last step was just evaluated
+            after = {k: v for k, v in last[-1].items() if k.startswith("eval_")}
+        else:
+            after = trainer.evaluate()
+        results.update(artifacts.namespaced(after))
+    return results
+
+
+def _save_final(trainer, tokenizer, model_args: HealModelConfig, folder: Path) -> str:
+    """Write the final model to the staging folder (all ranks take part: FSDP/ZeRO gather the weights)."""
+    state = trainer.accelerator
+    staging = folder / artifacts.STAGING
+    if state.is_main_process:
+        artifacts.staging_dir(folder)
+    state.wait_for_everyone()
+    if not model_args.use_peft:
+        trainer.save_model(str(staging))
+        weights = "full model (all weights fine-tuned)"
+    elif not model_args.merge_adapter:
+        trainer.save_model(str(staging))
+        weights = f"LoRA adapter only (r={model_args.lora_r}); load it with its base model"
+    else:
+        _save_merged(trainer, tokenizer, staging)
+        weights = f"LoRA (r={model_args.lora_r}, alpha={model_args.lora_alpha}) merged into the base weights"
+    state.wait_for_everyone()
+    return weights
+
+
+def _save_merged(trainer, tokenizer, staging: Path) -> None:
+    state = trainer.accelerator
+    if _sharded(trainer.args):  # the adapter is gathered by save_model, then merged on one process
+        trainer.save_model(str(staging / "adapter"))
+        state.wait_for_everyone()
+        if state.is_main_process:
+            import shutil
+
+            from heal.models.loading import load_causal_lm
+
+            load_causal_lm(str(staging / "adapter")).save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            shutil.rmtree(staging / "adapter")
+        return
+    if state.is_main_process:
+        peft_model = state.unwrap_model(trainer.model)
+        generation = peft_model.get_base_model().generation_config
+        merged = peft_model.merge_and_unload()
+        merged.generation_config = generation
+        merged.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+
+def _rank_stats(trainer) -> list[dict]:
+    """Every rank's own count of what it trained on (gathered: each process must call this)."""
+    from accelerate.utils import gather_object
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    # Under DDP every rank holds the same weights after each step: equal checksums show the ranks stayed in sync.
+    checksum = sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)
+    stats = dict(trainer.rank_stats, rank=trainer.accelerator.process_index, trainable_checksum=checksum)
+    return gather_object([stats])
+
+
+# --- finishing -----------------------------------------------------------------------------------------------------
+
+def _finish(folder: Path, script, training, model_args, info, train_records, eval_records, results: dict,
+            weights: str, ranks: list[dict], checkpoint: str | None) -> dict:
+    from heal.sft.report import metrics_summary, model_card
+
+    title = f"{folder.name}: {info.name} fine-tuned on {script.task()}"
+    artifacts.plot_loss_curve(folder, title)
+    metrics = metrics_summary(results, training, ranks)
+    card = model_card(folder, script, training, model_args, info, train_records, eval_records, metrics, weights,
+                      _credentialed(script, train_records))
+    card.write(folder / artifacts.STAGING)
+    files = artifacts.publish(folder)
+    return artifacts.update_run(
+        folder, status="complete", weights=weights, files=files, metrics=metrics,
+        resumed_from_step=_checkpoint_step(checkpoint) if checkpoint else None,
+        distributed={"world_size": training.world_size, "ranks": ranks},
+        data={"train_records": len(train_records), "eval_records": len(eval_records)},
+    )
+
+
+def _print_summary(run: dict, folder: Path) -> None:
+    m = run.get("metrics", {})
+    loss = ""
+    if "eval/loss" in m:
+        before = f"{m['eval_before/loss']:.3f} → " if "eval_before/loss" in m else ""
+        loss = f"; eval loss {before}{m['eval/loss']:.3f}"
+    print(f"heal sft: {run['data']['train_records']} training records, {m.get('train/global_step', '?')} steps"
+          f"{loss}\n  model ({run['weights']}) → {folder}\n  model card, resolved_config.yaml, metrics.jsonl, "
+          f"loss_curve.png beside it")
+
+
+if __name__ == "__main__":
+    from heal.cli import run
+
+    sys.exit(run(["sft", *sys.argv[1:]]))

@@ -1,0 +1,52 @@
+"""TRL's SFTTrainer with HEAL's bookkeeping: per-rank counts of what each process trained on, metrics.jsonl.
+
+Nothing about the optimisation changes: loss, data collation, packing, PEFT, DDP/FSDP/DeepSpeed are TRL's and
+accelerate's. The per-rank counts exist so a multi-process run can show that every rank trained (heal_run.json,
+`distributed.ranks`) and so the throughput benchmark can count tokens.
+"""
+
+from __future__ import annotations
+
+from transformers import TrainerCallback
+from trl import SFTTrainer
+
+from heal.models import artifacts
+
+
+class HealSFTTrainer(SFTTrainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # sequences, tokens (padding excluded) and completion tokens (the ones in the loss) this rank trained on
+        self.rank_stats = {"micro_batches": 0, "sequences": 0, "tokens": 0, "loss_tokens": 0}
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        self._count(inputs)
+        return super().training_step(model, inputs, *args, **kwargs)
+
+    def _count(self, inputs: dict) -> None:
+        ids = inputs["input_ids"]  # (B, T); padding-free/packed: (1, total tokens)
+        stats = self.rank_stats
+        stats["micro_batches"] += 1
+        if "attention_mask" in inputs:
+            stats["sequences"] += int(ids.shape[0])
+            stats["tokens"] += int(inputs["attention_mask"].sum())
+        else:  # sequences are flattened; each one starts at position 0
+            positions = inputs["position_ids"]
+            stats["sequences"] += int((positions == 0).sum())
+            stats["tokens"] += int(positions.numel())
+        stats["loss_tokens"] += int((inputs["labels"][..., 1:] != -100).sum())
+
+    def create_model_card(self, *args, **kwargs):
+        """HEAL writes its own card once the final model is saved (heal.sft.report); TRL's would land in the run
+        folder at every checkpoint and make an unfinished run look finished."""
+
+
+class MetricsCallback(TrainerCallback):
+    """Append every log (train and eval) to <output_dir>/metrics.jsonl with namespaced keys (main process only)."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            artifacts.append_metrics(self.folder, state.global_step, logs)
