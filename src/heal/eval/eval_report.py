@@ -1,0 +1,95 @@
+"""What `heal eval` writes: metrics.json, report.md and the PNG plots, for PubMedQA and for summaries."""
+
+from __future__ import annotations
+
+from heal.eval import report
+from heal.eval.metrics import ROUGE_TYPES, UNPARSED
+from heal.eval.qa import LABELS
+
+CREDENTIALED_NOTE = ("> **Credentialed data (MIMIC).** predictions.jsonl holds text derived from MIMIC-IV notes: keep "
+                     "this folder under the PhysioNet data use agreement; do not publish or upload it.")
+
+
+def _header(title: str, info: dict) -> list[str]:
+    lines = [f"# {title}", "",
+             f"model `{info['model_path']}` · data `{info['dataset_path']}` · {info['n']} items · backend "
+             f"{info['backend']} · max_new_tokens {info['max_new_tokens']} · {info['seconds']} s · "
+             f"{info['finished_at']}", ""]
+    if info.get("truncated_prompts"):
+        lines += [f"{info['truncated_prompts']} prompts were longer than the model's context and were cut from the "
+                  "left.", ""]
+    if info.get("credentialed"):
+        lines += [CREDENTIALED_NOTE, ""]
+    return lines
+
+
+def write_pubmedqa(out: report.RunFolder, run: dict, info: dict) -> None:
+    flat, modes = run["metrics"], list(run["per_class"])
+    columns = LABELS + [UNPARSED]
+    lines = _header("heal eval: PubMedQA", info)
+    lines += ["## Scores", "", "Accuracy and macro-F1 over yes/no/maybe are PubMedQA's official metrics. "
+              "`generate` parses the first yes/no/maybe of the generated answer; `loglikelihood` picks the most "
+              "likely of Yes./No./Maybe. after the prompt.", ""]
+    lines.append(report.table(["mode", "accuracy", "macro-F1", "unparsed"], [
+        [m, flat[f"pubmedqa/{m}/accuracy"], flat[f"pubmedqa/{m}/macro_f1"], flat[f"pubmedqa/{m}/unparsed_rate"]]
+        for m in modes]))
+    for mode in modes:
+        lines += ["", f"## {mode}: per class", ""]
+        lines.append(report.table(["label", "precision", "recall", "F1", "support"], [
+            [label, row["precision"], row["recall"], row["f1"], row["support"]]
+            for label, row in run["per_class"][mode].items()]))
+        lines += ["", f"Confusion matrix (rows gold, columns predicted): ![confusion](confusion_{mode}.png)", ""]
+        lines.append(report.table(["gold \\ pred", *columns], [
+            [label, *counts] for label, counts in zip(LABELS, run["confusion"][mode])]))
+        out.figure(f"confusion_{mode}.png", report.confusion_figure(
+            run["confusion"][mode], LABELS, columns, f"PubMedQA confusion matrix ({mode})"))
+    robust = run.get("robustness")
+    if robust:
+        lines += _robustness_section(robust)
+        out.figure("robustness.png", report.bar_figure(
+            {"clean": {"accuracy": robust["clean_accuracy"], "consistency": 1.0}, **{
+                name: {"accuracy": row["accuracy"], "consistency": row["consistency"]}
+                for name, row in robust["table"].items()}},
+            f"Robustness ({robust['metrics']['robustness/mode']})", "share of items"))
+    out.json("metrics.json", {**info, "metrics": flat, "per_class": run["per_class"],
+                              "confusion": {"rows": LABELS, "columns": columns, **run["confusion"]},
+                              "robustness": robust["table"] if robust else None})
+    out.markdown("report.md", "\n".join(lines))
+
+
+def _robustness_section(robust: dict) -> list[str]:
+    lines = ["", f"## Robustness ({robust['metrics']['robustness/mode']})", "",
+             "Perturbations that keep the answer. drop = clean accuracy − perturbed accuracy; consistency = share "
+             "of items whose prediction did not change. ![robustness](robustness.png)", ""]
+    rows = [["clean", robust["clean_accuracy"], 0.0, 1.0]]
+    rows += [[name, row["accuracy"], row["drop"], row["consistency"]] for name, row in robust["table"].items()]
+    lines.append(report.table(["perturbation", "accuracy", "drop", "consistency"], rows))
+    return lines
+
+
+def write_summaries(out: report.RunFolder, run: dict, info: dict) -> None:
+    flat = run["metrics"]
+    lines = _header(f"heal eval: summaries ({flat['summary/task']})", info)
+    lines += ["## Scores", "", "ROUGE F-measures (rouge-score, Porter stemming), mean over items.", ""]
+    extra = [k for k in ("summary/embedding_similarity", "summary/bertscore/f1") if k in flat]
+    lines.append(report.table(["ROUGE-1", "ROUGE-2", "ROUGE-L", *[k.split("summary/")[1] for k in extra]],
+                              [[flat[f"summary/{k}"] for k in ROUGE_TYPES] + [flat[k] for k in extra]]))
+    lines += ["", "## Lengths (words)", ""]
+    lines.append(report.table(["", "mean", "median", "min", "max"], [
+        [name, *(flat[f"summary/length/{name}/{k}"] for k in ("mean", "median", "min", "max"))]
+        for name in ("prediction", "reference")]))
+    lines += ["", f"Mean prediction/reference length ratio: {flat['summary/length/ratio']:.3f}; share of "
+              f"generations that ended on their own (not at max_new_tokens): {flat['summary/finished_rate']:.3f}. "
+              "![lengths](lengths.png) ![rouge](rouge.png)", ""]
+    lines += ["## Examples", ""]
+    for item in run["items"][:3]:
+        lines += [f"**{item['id']}** (ROUGE-L {item['rougeL']:.3f})", "",
+                  f"- prediction: {report.clip(item['prediction'])}", f"- reference: {report.clip(item['reference'])}",
+                  ""]
+    out.figure("lengths.png", report.histogram_figure(
+        {"prediction": [i["prediction_words"] for i in run["items"]],
+         "reference": [i["reference_words"] for i in run["items"]]}, "Summary length", "words"))
+    out.figure("rouge.png", report.bar_figure({k: {"F1": flat[f"summary/{k}"]} for k in ROUGE_TYPES},
+                                              "ROUGE (mean F-measure)", "F-measure"))
+    out.json("metrics.json", {**info, "metrics": flat})
+    out.markdown("report.md", "\n".join(lines))
