@@ -135,7 +135,7 @@ class HFBackend:
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         text, cut = _cut_at_stop_strings(text, stop)
         finish = "stop" if end is not None or cut else "length"
-        return Generation(text.strip(), prompt_tokens, len(kept) + (0 if end is None else 1), finish)
+        return Generation(text, prompt_tokens, len(kept) + (0 if end is None else 1), finish)
 
     # --- log-likelihood -------------------------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ class VLLMBackend:
         params = SamplingParams(temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
                                 max_tokens=max_new_tokens, stop=list(stop) or None, stop_token_ids=self.stop_ids)
         outputs = self.llm.generate(self._prompts(texts), params, use_tqdm=True)
-        return [Generation(o.outputs[0].text.strip(), len(o.prompt_token_ids), len(o.outputs[0].token_ids),
+        return [Generation(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids),
                            "stop" if o.outputs[0].finish_reason == "stop" else "length") for o in outputs]
 
     def choice_loglikelihoods(self, texts: list[str], choices: Sequence[str],
