@@ -58,3 +58,22 @@ def sft_tiny_run(tmp_path_factory, pubmedqa_sft_data):
             "--eval_steps", "30", "--save_steps", "30"]
     assert run(argv) == 0
     return {"dir": out, "data": pubmedqa_sft_data, "argv": argv}
+
+
+# --- eval / redteam / serve: an untrained heal-tiny saved as a normal model folder (seconds to build) --------------
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A small random heal-tiny saved with save_pretrained: a model folder any `--model_path` accepts."""
+    from heal.data.pubmedqa import to_record
+    from heal.data.synthetic import make_pubmedqa
+    from heal.models.tiny import TinyConfig, build_heal_tiny
+
+    records = [to_record(k, v) for k, v in make_pubmedqa(40, seed=11).items()]
+    corpus = [t for r in records for t in (r["prompt"], r["completion"])] + ["I'm sorry, but I cannot help."] * 5
+    model, tokenizer = build_heal_tiny(corpus, TinyConfig(tiny_vocab_size=800, tiny_hidden_size=32, tiny_layers=2,
+                                                          tiny_heads=2), seed=0)
+    folder = tmp_path_factory.mktemp("tiny_model") / "heal-tiny-random"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
