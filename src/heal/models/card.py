@@ -32,9 +32,10 @@ class ModelCard:
     credentialed: bool = False
     files: dict[str, str] = field(default_factory=dict)
     usage: str = ""
+    pipeline_tag: str = "text-generation"  # the Hub's task: text-classification for reward models
 
     def render(self) -> str:
-        front = ["---", "library_name: transformers", f"pipeline_tag: text-generation"]
+        front = ["---", "library_name: transformers", f"pipeline_tag: {self.pipeline_tag}"]
         if self.base_is_hub:
             front.append(f"base_model: {self.base_model}")
         front += ["tags:", "- heal", f"- {self.stage}", "- trl", "- health", "---", ""]

@@ -58,10 +58,12 @@ def main(script: SFTScriptConfig, training: HealSFTConfig, model_args: HealModel
 
     model, tokenizer, info = _load_policy(model_args, training, tiny, source, train_records, checkpoint)
     _resolve_defaults(training, model_args, source, script.task(), model, bool(eval_records))
+    training.eval_on_start = training.eval_on_start or bool(eval_records and script.eval_before_training
+                                                            and checkpoint is None)
     if state.is_main_process:
         artifacts.write_config(folder, _resolved_config(script, training, model_args, tiny, source))
     trainer = _build_trainer(model, tokenizer, training, model_args, script, train_records, eval_records)
-    results = _train_and_evaluate(trainer, checkpoint, script.eval_before_training)
+    results = _train_and_evaluate(trainer, checkpoint)
     ranks = _rank_stats(trainer)
     weights = _save_final(trainer, tokenizer, model_args, folder)
     if state.is_main_process:
@@ -257,22 +259,24 @@ def _build_trainer(model, tokenizer, training, model_args, script, train_records
     )
 
 
-def _train_and_evaluate(trainer, checkpoint: str | None, eval_before: bool) -> dict:
-    """Eval loss before (step 0), training (resumed from `checkpoint` if given), eval loss after; namespaced."""
-    results: dict = {}
-    if trainer.eval_dataset is not None and eval_before and checkpoint is None:
-        results.update(artifacts.namespaced(trainer.evaluate(metric_key_prefix="eval_before")))
+def _train_and_evaluate(trainer, checkpoint: str | None) -> dict:
+    """Train (resumed from `checkpoint` if given) and return namespaced metrics: eval loss at step 0 (eval_on_start,
+    inside train(): an evaluate() called before train() leaves DDP ranks out of sync), train loss, final eval loss."""
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=checkpoint)
-    results.update({"train/mean_loss": output.training_loss, "train/global_step": output.global_step,
-                    "train/epochs": output.metrics.get("epoch"), "train/wall_seconds": time.perf_counter() - started})
-    if trainer.eval_dataset is not None:
-        last = [h for h in trainer.state.log_history if "eval_loss" in h]
-        if last and last[-1].get("step") == trainer.state.global_step:  # the last step was just evaluated
-            after = {k: v for k, v in last[-1].items() if k.startswith("eval_")}
-        else:
-            after = trainer.evaluate()
-        results.update(artifacts.namespaced(after))
+    results = {"train/mean_loss": output.training_loss, "train/global_step": output.global_step,
+               "train/epochs": output.metrics.get("epoch"), "train/wall_seconds": time.perf_counter() - started}
+    if trainer.eval_dataset is None:
+        return results
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    if evals and evals[0].get("step") == 0 and checkpoint is None:
+        results.update(artifacts.namespaced({f"eval_before_{k[5:]}": v for k, v in evals[0].items()
+                                             if k.startswith("eval_")}))
+    if evals and evals[-1].get("step") == trainer.state.global_step and trainer.state.global_step > 0:
+        after = {k: v for k, v in evals[-1].items() if k.startswith("eval_")}  # the last step was just evaluated
+    else:
+        after = trainer.evaluate()
+    results.update(artifacts.namespaced(after))
     return results
 
 
