@@ -256,3 +256,14 @@ def test_accelerate_configs_parse_with_accelerate(path):
         assert config.deepspeed_config["zero_stage"] == int(path.stem[-1])
     if path.stem == "fsdp":
         assert config.fsdp_config["fsdp_version"] == 2
+
+
+def test_a_run_that_fails_after_starting_is_marked_failed_and_holds_no_model(capsys, tmp_path, pubmedqa_sft_data):
+    argv = _sft(tmp_path, pubmedqa_sft_data, "--max_length", "4096", "--max_steps", "2")  # > heal-tiny's 1024
+    _bad(capsys, tmp_path, argv, "--max_length 4096 exceeds the model's max_position_embeddings 1024")
+    folder = tmp_path / "run"
+    assert artifacts.read_run(folder)["status"] == "failed"
+    assert not (folder / "config.json").exists() and not (folder / "model.safetensors").exists()
+    assert heal_ok(_sft(tmp_path, pubmedqa_sft_data, "--max_steps", "2", "--eval_split_size", "0",
+                        "--save_strategy", "no"))  # same run again: nothing worth keeping, so it starts over
+    assert artifacts.read_run(folder)["status"] == "complete"

@@ -56,6 +56,21 @@ def main(script: SFTScriptConfig, training: HealSFTConfig, model_args: HealModel
             artifacts.truncate_metrics(folder, _checkpoint_step(checkpoint))
     state.wait_for_everyone()
 
+    try:
+        _run(script, training, model_args, tiny, source, train_records, eval_records, checkpoint)
+    except BaseException as error:  # the folder must say the run did not finish (it holds no final model)
+        if state.is_main_process:
+            artifacts.update_run(folder, status="failed", error=f"{type(error).__name__}: {error}"[:500])
+        raise
+    state.wait_for_everyone()
+    return artifacts.read_run(folder) or {}
+
+
+def _run(script, training, model_args, tiny, source, train_records, eval_records, checkpoint) -> None:
+    """Load, train, evaluate, save: the part of a run that happens inside its output folder."""
+    from accelerate import PartialState
+
+    state, folder = PartialState(), Path(training.output_dir)
     model, tokenizer, info = _load_policy(model_args, training, tiny, source, train_records, checkpoint)
     _resolve_defaults(training, model_args, source, script.task(), model, bool(eval_records))
     training.eval_on_start = training.eval_on_start or bool(eval_records and script.eval_before_training
@@ -70,8 +85,6 @@ def main(script: SFTScriptConfig, training: HealSFTConfig, model_args: HealModel
         summary = _finish(folder, script, training, model_args, info, train_records, eval_records, results,
                           weights, ranks, checkpoint)
         _print_summary(summary, folder)
-    state.wait_for_everyone()
-    return artifacts.read_run(folder) or {}
 
 
 # --- checks before anything heavy ----------------------------------------------------------------------------------

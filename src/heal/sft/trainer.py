@@ -17,7 +17,8 @@ class HealSFTTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # sequences, tokens (padding excluded) and completion tokens (the ones in the loss) this rank trained on
-        self.rank_stats = {"micro_batches": 0, "sequences": 0, "tokens": 0, "loss_tokens": 0}
+        # (positions: tokens + padding, what the model actually computed on)
+        self.rank_stats = {"micro_batches": 0, "sequences": 0, "tokens": 0, "positions": 0, "loss_tokens": 0}
 
     def training_step(self, model, inputs, *args, **kwargs):
         self._count(inputs)
@@ -27,6 +28,7 @@ class HealSFTTrainer(SFTTrainer):
         ids = inputs["input_ids"]  # (B, T); padding-free/packed: (1, total tokens)
         stats = self.rank_stats
         stats["micro_batches"] += 1
+        stats["positions"] += int(ids.numel())
         if "attention_mask" in inputs:
             stats["sequences"] += int(ids.shape[0])
             stats["tokens"] += int(inputs["attention_mask"].sum())
