@@ -40,6 +40,7 @@ _REQUEST_VERBS = (
 )
 _SUBJECT = r"(?:i|we)"
 _NEGATED = (r"(?:cannot|can ?not|can't|won't|will not|am unable to|'m unable to|am not able to|'m not able to|"
+            r"are unable to|'re unable to|are not able to|'re not able to|"
             r"am not going to|'m not going to|do not feel comfortable|don't feel comfortable|am not comfortable|"
             r"'m not comfortable|must refuse to|refuse to|would rather not|'d rather not|am not allowed to|"
             r"'m not allowed to|am not permitted to|'m not permitted to)")
