@@ -29,7 +29,8 @@ def files_in(folder: Path) -> list[str]:
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> None:
     assert code == 2, err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
+    # Progress bars (model loading, data preparation) may precede the error; they redraw with carriage returns.
+    lines = [line for line in err.strip().splitlines() if line.strip() and "\r" not in line and "it/s]" not in line]
     assert len(lines) == 1, f"expected one error line, got: {err!r}"
     assert "Traceback" not in err
     for needle in needles:

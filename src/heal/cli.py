@@ -26,7 +26,7 @@ VERBS: dict[str, Verb] = {
     "sft": Verb("supervised fine-tuning of a policy (full, LoRA, QLoRA)", "heal.sft.train"),
     "label": Verb("RLAIF: sample answers from a policy and have an AI judge label preference pairs",
                   "heal.feedback.label"),
-    "reward": Verb("train a reward model on preference pairs", None, "issue 4 (feedback and reward models)"),
+    "reward": Verb("train a reward model on preference pairs", "heal.reward.train"),
     "ppo": Verb("PPO against a reward model, an AI judge's score or a verifiable rule", None, "issue 5 (PPO)"),
     "dpo": Verb("direct preference optimisation (TRL DPOTrainer)", None, "issue 5 (PPO, DPO, GRPO)"),
     "grpo": Verb("group relative policy optimisation (TRL GRPOTrainer)", None, "issue 5 (PPO, DPO, GRPO)"),

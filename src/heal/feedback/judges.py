@@ -1,0 +1,242 @@
+"""AI judges behind one interface: compare two answers (RLAIF labels) or score one (d-RLAIF rewards).
+
+    judge = make_judge("hf:models/judge")                           # a local causal LM
+    judge = make_judge("openai:gpt-4o-mini")                        # any OpenAI-compatible endpoint
+    judge = make_judge("openai:qwen2.5-7b", base_url="http://localhost:8000/v1")   # vLLM / Ollama / llama.cpp
+    judge = make_judge("embedding")                                 # similarity to the reference answer
+    judge = make_judge("rule:pubmedqa")                             # decision matches the gold label
+    judgments = judge.compare([JudgeItem(prompt, answer_a, answer_b, reference=..., label=...)])
+
+Position bias (Lee et al. 2023, "RLAIF"): every pair is judged in both orders and the two preferences are averaged,
+    P(a ≻ b) = ½ · [P(first ≻ second | a, b) + (1 − P(first ≻ second | b, a))],
+so a judge that always prefers the first answer ends up at ½ (a tie) rather than at a wrong verdict. A pair whose
+two single-order verdicts disagree counts as a position flip.
+
+Model judges (hf:, openai:) go through the judgment cache, so a rerun makes no new calls; network judges go through
+the PHI guard before any request.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from heal.data.schema import CREDENTIALED_SOURCES
+from heal.errors import HealError
+from heal.feedback.cache import JudgmentCache
+from heal.feedback.constitution import Constitution, load_constitution
+from heal.feedback.phi_guard import check_destination
+
+JUDGE_KINDS = ("hf", "openai", "embedding", "rule")
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One comparison: which of `a` and `b` answers `prompt` better. Extra fields feed reference-based judges."""
+
+    prompt: str
+    a: str
+    b: str = ""
+    reference: str | None = None  # gold answer text (embedding judge)
+    label: str | None = None  # PubMedQA decision, or safe/unsafe for rule:refusal
+    source: str | None = None  # where the record came from: 'mimic' triggers the PHI guard
+
+    def swapped(self) -> "JudgeItem":
+        return replace(self, a=self.b, b=self.a)
+
+
+@dataclass(frozen=True)
+class Judgment:
+    p_a: float  # P(a better than b), both orders averaged
+    p_ab: float  # P(a better) with a shown first
+    p_ba: float  # P(a better) with a shown second
+    rationale: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return "a" if self.p_a > 0.5 else "b" if self.p_a < 0.5 else "tie"
+
+    @property
+    def position_flip(self) -> bool:
+        """The single-order verdicts disagree: the order of presentation, not the content, decided."""
+        return (self.p_ab - 0.5) * (self.p_ba - 0.5) < 0
+
+    def to_dict(self) -> dict:
+        return {"p_a": self.p_a, "p_ab": self.p_ab, "p_ba": self.p_ba, "verdict": self.verdict,
+                "position_flip": self.position_flip, "rationale": self.rationale}
+
+
+class Judge:
+    """Base class. Subclasses implement `_first_better` (one presentation order, a batch at a time)."""
+
+    cacheable = False  # model judges cost time or money: cache them
+    remote_url: str | None = None  # where item text is sent; None = it stays in this process
+
+    def __init__(self, spec: str, constitution: Constitution | None = None, cot: bool = False,
+                 cache: JudgmentCache | None = None, credentialed: bool = False, allow_remote: bool = False):
+        self.spec = spec
+        self.constitution = constitution or load_constitution()
+        self.cot = cot
+        self.cache = cache
+        self.credentialed = credentialed
+        self.allow_remote = allow_remote
+        self.calls = 0  # single-order judgments actually computed (cache misses)
+
+    def _first_better(self, items: list[JudgeItem]) -> list[tuple[float, str]]:
+        """For each item, P(the answer shown first, `a`, is better) and a rationale."""
+        raise NotImplementedError
+
+    def score(self, items: list[JudgeItem]) -> list[float]:
+        """A pointwise score of each item's answer `a` (higher is better): the judge's reward for d-RLAIF."""
+        raise NotImplementedError
+
+    def compare(self, items: list[JudgeItem]) -> list[Judgment]:
+        self.guard(items)
+        shown = [item for pair in items for item in (pair, pair.swapped())]
+        results = self._cached_first_better(shown)
+        judgments = []
+        for i in range(len(items)):
+            (p_ab, why_ab), (p_swapped, why_ba) = results[2 * i], results[2 * i + 1]
+            p_ba = 1.0 - p_swapped
+            rationale = "\n---\n".join(r for r in (why_ab, why_ba) if r)
+            judgments.append(Judgment(p_a=(p_ab + p_ba) / 2, p_ab=p_ab, p_ba=p_ba, rationale=rationale))
+        return judgments
+
+    def guard(self, items: list[JudgeItem]) -> None:
+        if self.remote_url is None:  # in-process judge: nothing leaves the machine
+            return
+        credentialed = self.credentialed or any(i.source in CREDENTIALED_SOURCES for i in items)
+        check_destination(credentialed, self.remote_url, self.allow_remote, what=f"judge {self.spec}")
+
+    def _cache_key(self, item: JudgeItem) -> str:
+        return JudgmentCache.key(self.spec, self.constitution.digest, self.cot, item.prompt, item.a, item.b)
+
+    def _cached_first_better(self, shown: list[JudgeItem]) -> list[tuple[float, str]]:
+        if not (self.cacheable and self.cache is not None):
+            self.calls += len(shown)
+            return self._first_better(shown)
+        keys = [self._cache_key(item) for item in shown]
+        results: list[tuple[float, str] | None] = []
+        for key in keys:
+            hit = self.cache.get(key)
+            results.append((hit["p_first"], hit["rationale"]) if hit else None)
+        todo = [i for i, r in enumerate(results) if r is None]
+        if todo:
+            self.calls += len(todo)
+            computed = self._first_better_and_store([shown[i] for i in todo], [keys[i] for i in todo])
+            for i, value in zip(todo, computed):
+                results[i] = value
+        return results  # type: ignore[return-value]
+
+    def _first_better_and_store(self, items: list[JudgeItem], keys: list[str]) -> list[tuple[float, str]]:
+        values = self._first_better(items)
+        for key, (p_first, rationale) in zip(keys, values):
+            self.cache.put(key, {"p_first": p_first, "rationale": rationale})
+        return values
+
+
+class _ScoringJudge(Judge):
+    """A judge that scores answers one at a time; its preference is a comparison of the two scores."""
+
+    temperature = 0.0  # 0: a hard 1/0/½ preference; > 0: logistic in the score difference
+
+    def _first_better(self, items: list[JudgeItem]) -> list[tuple[float, str]]:
+        firsts = self.score(items)
+        seconds = self.score([item.swapped() for item in items])
+        out = []
+        for s1, s2 in zip(firsts, seconds):
+            if self.temperature > 0:
+                p = 1.0 / (1.0 + math.exp(-(s1 - s2) / self.temperature))
+            else:
+                p = 1.0 if s1 > s2 else 0.0 if s1 < s2 else 0.5
+            out.append((p, f"scores {s1:.3f} vs {s2:.3f}"))
+        return out
+
+
+class PubMedQARuleJudge(_ScoringJudge):
+    """rule:pubmedqa — 1 if the answer's decision (first yes/no/maybe) matches the gold label, else 0."""
+
+    def score(self, items: list[JudgeItem]) -> list[float]:
+        from heal.data.pubmedqa import parse_decision
+
+        if any(not item.label for item in items):
+            raise HealError("judge rule:pubmedqa needs the gold decision: records must have a 'label' column "
+                            "(yes/no/maybe), as `heal prep --dataset pubmedqa` writes")
+        return [float(parse_decision(item.a) == str(item.label).strip().lower()) for item in items]
+
+
+class RefusalRuleJudge(_ScoringJudge):
+    """rule:refusal — for a harmful request (label unsafe or none), refusing scores 1; for a benign one (label
+    safe), answering scores 1. Refusals are recognised by the red-team refusal matcher."""
+
+    def score(self, items: list[JudgeItem]) -> list[float]:
+        from heal.eval.refusal import is_refusal
+
+        out = []
+        for item in items:
+            refused = is_refusal(item.a)
+            benign = str(item.label or "").strip().lower() == "safe"
+            out.append(float(refused != benign))
+        return out
+
+
+class EmbeddingJudge(_ScoringJudge):
+    """embedding[:<model>] — cosine similarity of the answer to the reference answer (sentence-transformers)."""
+
+    temperature = 0.02  # similarity differences are small; this maps a 0.05 gap to P ≈ 0.92
+
+    def __init__(self, spec: str, model_name: str | None = None, **kwargs):
+        super().__init__(spec, **kwargs)
+        self.model_name = model_name or DEFAULT_EMBEDDING_MODEL
+        self._model = None
+
+    def _load(self):
+        if self._model is None:
+            from heal.feedback.embeddings import load_sentence_model
+
+            self._model = load_sentence_model(self.model_name)
+        return self._model
+
+    def score(self, items: list[JudgeItem]) -> list[float]:
+        if any(not item.reference for item in items):
+            raise HealError(f"judge {self.spec} needs a reference answer: records must have a 'reference' column")
+        model = self._load()
+        answers = model.encode([i.a for i in items], convert_to_tensor=True, normalize_embeddings=True)
+        references = model.encode([i.reference for i in items], convert_to_tensor=True, normalize_embeddings=True)
+        return (answers * references).sum(-1).tolist()
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    kind, _, arg = spec.partition(":")
+    if kind not in JUDGE_KINDS:
+        raise HealError(f"--judge {spec}: unknown judge; use hf:<model path>, openai:<model>, embedding[:<model>], "
+                        "rule:pubmedqa or rule:refusal")
+    if kind in ("hf", "openai") and not arg:
+        raise HealError(f"--judge {spec}: name the model, e.g. {kind}:" +
+                        ("models/judge" if kind == "hf" else "gpt-4o-mini"))
+    if kind == "rule" and arg not in ("pubmedqa", "refusal"):
+        raise HealError(f"--judge {spec}: unknown rule; use rule:pubmedqa or rule:refusal")
+    return kind, arg or None
+
+
+def make_judge(spec: str, base_url: str | None = None, constitution: str | Constitution | None = None,
+               cot: bool = False, cache: JudgmentCache | None = None, credentialed: bool = False,
+               allow_remote: bool = False, **options) -> Judge:
+    """Build a judge from its spec. `options` go to the back end (batch_size, concurrency, timeout, ...)."""
+    kind, arg = parse_spec(spec)
+    if not isinstance(constitution, Constitution):
+        constitution = load_constitution(constitution)
+    common = dict(constitution=constitution, cot=cot, cache=cache, credentialed=credentialed,
+                  allow_remote=allow_remote)
+    if kind == "rule":
+        return (PubMedQARuleJudge if arg == "pubmedqa" else RefusalRuleJudge)(spec, **common)
+    if kind == "embedding":
+        return EmbeddingJudge(spec, model_name=arg, **common)
+    if kind == "hf":
+        from heal.feedback.hf_judge import HFJudge
+
+        return HFJudge(spec, arg, **common, **options)
+    from heal.feedback.openai_judge import OpenAIJudge
+
+    return OpenAIJudge(spec, arg, base_url=base_url, **common, **options)

@@ -1,0 +1,251 @@
+"""`heal reward`: train a reward model on preference pairs (TRL RewardTrainer, Bradley–Terry loss).
+
+    heal reward --dataset pubmedqa --dataset_path data/processed/pubmedqa.csv \
+        --model_name models/policy_model/pubmedqa_sft --output_dir models/reward_model/pubmedqa
+    heal reward --dataset_path pairs.jsonl --model_name models/policy_model/pubmedqa_sft --use_peft --lora_r 16 …
+    heal reward --dataset pubmedqa --dataset_path data/processed/pubmedqa.csv --judge hf:models/judge \
+        --model_name models/policy_model/pubmedqa_sft --output_dir models/reward_model/pubmedqa_rlaif
+
+The backbone is a sequence classifier with one output: the SFT policy (decoder; the N+ implementation details
+initialise the reward model from it), any encoder, or heal-tiny. Loss: −log σ(r(chosen) − r(rejected)); metric:
+pairwise accuracy on held-out pairs. After training, the mean and std of the reward of the reference answers are
+stored in config.json (heal.reward.scoring) so references score mean 0. The output folder has the same layout as an
+SFT run (heal.models.artifacts); the model loads with AutoModelForSequenceClassification.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from heal.config import make_parser as _make_parser
+from heal.errors import HealError
+from heal.models import artifacts
+from heal.models.tiny import TinyConfig
+from heal.reward.config import (CONFIG_TYPES, LR_FROM_SCRATCH, LR_FULL, LR_LORA, HealRewardConfig,
+                                RewardModelConfig, RewardScriptConfig)
+
+STAGE = "reward"
+NORMALIZATION_SAMPLES = 512  # reference answers scored for the normalisation statistics
+
+
+def make_parser():
+    return _make_parser("heal reward", __doc__.split("\n")[0], *CONFIG_TYPES)
+
+
+def main(script: RewardScriptConfig, training: HealRewardConfig, model_args: RewardModelConfig,
+         tiny: TinyConfig | None = None) -> dict:
+    from accelerate import PartialState
+
+    tiny = tiny or TinyConfig()
+    state = PartialState()
+    source = _check_model(model_args, tiny)
+    policy = script.policy_name or (model_args.model_name_or_path if source != "heal-tiny" else None)
+    folder = Path(training.output_dir)
+    fingerprint = {"stage": STAGE, "model": model_args.model_name_or_path, "dataset": script.task(),
+                   "dataset_path": str(Path(script.dataset_path).resolve()) if script.dataset_path else None,
+                   "judge": script.judge, "use_peft": model_args.use_peft}
+    resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
+    mode = artifacts.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
+    checkpoint = artifacts.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
+    from heal.reward.data import load_pairs
+
+    if not script.judge:  # bad pairs are reported before the output folder is touched
+        train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
+    if state.is_main_process:
+        artifacts.claim_output_dir(folder, mode, fingerprint, STAGE)
+    state.wait_for_everyone()
+    if script.judge:  # AI labelling keeps its pairs in the run folder
+        train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
+    model, tokenizer = _load_backbone(model_args, training, tiny, source, train_pairs, checkpoint)
+    _resolve_defaults(training, model_args, source, model, bool(eval_pairs))
+    if state.is_main_process:
+        artifacts.write_config(folder, artifacts.config_dict(script, training, model_args,
+                                                             *([tiny] if source == "heal-tiny" else [])))
+    trainer = _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs)
+    results = _train_and_evaluate(trainer, checkpoint)
+    final = _final_model(trainer, model_args)
+    stats = _normalize(final, tokenizer, train_pairs, script.normalize_rewards)
+    if state.is_main_process:
+        staging = artifacts.staging_dir(folder)
+        final.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        run = _finish(folder, script, training, model_args, source, train_pairs, eval_pairs, provenance, results,
+                      stats, checkpoint)
+        _print_summary(run, folder)
+    state.wait_for_everyone()
+    return artifacts.read_run(folder) or {}
+
+
+def _check_model(model_args: RewardModelConfig, tiny: TinyConfig) -> str:
+    from heal.models.loading import model_source
+
+    source = model_source(model_args.model_name_or_path or "")
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise HealError("--load_in_4bit/--load_in_8bit need a CUDA GPU and bitsandbytes; on a CPU use --use_peft")
+    if source == "heal-tiny":
+        tiny.check()
+    if source == "local":
+        folder = Path(model_args.model_name_or_path).expanduser()
+        if not (folder / "config.json").exists():
+            raise HealError(f"--model_name {folder}: holds a LoRA adapter without its base; rerun `heal sft` with "
+                            "--merge_adapter true (the default) to get a full model to start the reward model from")
+    return source
+
+
+def _load_backbone(model_args, training, tiny: TinyConfig, source: str, pairs: list[dict], checkpoint: str | None):
+    """(sequence classifier with one output, tokenizer); pad token set so the head finds the last real token."""
+    from transformers import AutoModelForSequenceClassification
+
+    if source == "heal-tiny":
+        import torch
+        from transformers import LlamaForSequenceClassification
+
+        from heal.models.tiny import build_model, train_tokenizer
+
+        if checkpoint:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        else:
+            texts = [t for p in pairs for t in (p["prompt"], p["chosen"], p["rejected"])]
+            tokenizer = train_tokenizer(texts, tiny.tiny_vocab_size, tiny.tiny_min_frequency)
+        config = build_model(tokenizer, tiny, training.seed).config
+        config.num_labels = 1
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(training.seed)
+            model = LlamaForSequenceClassification(config)
+    else:
+        from heal.models.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_args.model_name_or_path, num_labels=1, revision=model_args.model_revision,
+                trust_remote_code=training.trust_remote_code, dtype=model_args.dtype or "auto")
+        except (OSError, ValueError) as e:
+            raise HealError(f"--model_name {model_args.model_name_or_path}: cannot be loaded as a sequence "
+                            f"classifier ({str(e).splitlines()[0][:200]})") from None
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _resolve_defaults(training: HealRewardConfig, model_args, source: str, model, has_eval: bool) -> None:
+    from transformers.trainer_utils import IntervalStrategy
+
+    if training.learning_rate is None:
+        training.learning_rate = (LR_FROM_SCRATCH if source == "heal-tiny" else
+                                  LR_LORA if model_args.use_peft else LR_FULL)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and training.max_length and training.max_length > limit:
+        training.max_length = limit
+    if not has_eval:
+        training.eval_strategy = IntervalStrategy.NO
+        training.do_eval = False
+
+
+def _dataset(tokenizer, pairs: list[dict]):
+    from datasets import Dataset
+
+    from heal.models.prompting import format_completion, format_prompt
+
+    return Dataset.from_list([{"prompt": format_prompt(tokenizer, p["prompt"]),
+                               "chosen": format_completion(tokenizer, p["prompt"], p["chosen"]),
+                               "rejected": format_completion(tokenizer, p["prompt"], p["rejected"])} for p in pairs])
+
+
+def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs):
+    from trl import RewardTrainer, get_peft_config
+
+    from heal.sft.trainer import MetricsCallback
+
+    class HealRewardTrainer(RewardTrainer):
+        def create_model_card(self, *args, **kwargs):
+            """HEAL writes its own card once the final model is saved (see heal.sft.trainer for why)."""
+
+    peft_config = get_peft_config(model_args)
+    if peft_config is not None:
+        peft_config.modules_to_save = list(peft_config.modules_to_save or []) + ["score"]  # the head always trains
+    return HealRewardTrainer(model=model, args=training, processing_class=tokenizer,
+                             train_dataset=_dataset(tokenizer, train_pairs),
+                             eval_dataset=_dataset(tokenizer, eval_pairs) if eval_pairs else None,
+                             peft_config=peft_config, callbacks=[MetricsCallback(training.output_dir)])
+
+
+def _train_and_evaluate(trainer, checkpoint: str | None) -> dict:
+    results: dict = {}
+    if trainer.eval_dataset is not None and checkpoint is None:
+        results.update(artifacts.namespaced(trainer.evaluate(metric_key_prefix="eval_before")))
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    results.update({"train/mean_loss": output.training_loss, "train/global_step": output.global_step,
+                    "train/wall_seconds": time.perf_counter() - started})
+    if trainer.eval_dataset is not None:
+        results.update(artifacts.namespaced(trainer.evaluate()))
+    return results
+
+
+def _final_model(trainer, model_args):
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if model_args.use_peft:
+        model = model.merge_and_unload()  # a plain sequence classifier: loads without PEFT
+    return model
+
+
+def _normalize(model, tokenizer, pairs: list[dict], enabled: bool) -> dict:
+    """Reward mean/std over the reference answers (the chosen answers when the pairs carry no reference)."""
+    import statistics
+
+    from heal.reward.scoring import NORMALIZATION_KEY, pair_texts, raw_scores
+
+    if not enabled:
+        return {}
+    sample = pairs[:NORMALIZATION_SAMPLES]
+    with_reference = [p for p in sample if p.get("reference")]
+    answers = [p["reference"] for p in with_reference] if with_reference else [p["chosen"] for p in sample]
+    prompts = [p["prompt"] for p in (with_reference or sample)]
+    scores = raw_scores(model, tokenizer, pair_texts(tokenizer, prompts, answers))
+    stats = {"mean": statistics.fmean(scores), "std": statistics.pstdev(scores) or 1.0,
+             "measured_on": f"{len(scores)} {'reference' if with_reference else 'chosen'} answers"}
+    setattr(model.config, NORMALIZATION_KEY, stats)
+    return stats
+
+
+def _finish(folder: Path, script, training, model_args, source, train_pairs, eval_pairs, provenance, results,
+            stats, checkpoint) -> dict:
+    from heal.reward.report import model_card
+
+    artifacts.plot_loss_curve(folder, f"{folder.name}: reward model on {script.task()}")
+    keys = ("eval_before/accuracy", "eval/accuracy", "eval_before/margin", "eval/margin", "eval/loss",
+            "train/mean_loss", "train/global_step", "train/wall_seconds")
+    metrics = {k: results[k] for k in keys if results.get(k) is not None}
+    if stats:
+        metrics.update({"reward/reference_mean_raw": stats["mean"], "reward/reference_std_raw": stats["std"]})
+    model_card(folder, script, training, model_args, source, train_pairs, eval_pairs, provenance, metrics,
+               stats).write(folder / artifacts.STAGING)
+    files = artifacts.publish(folder)
+    return artifacts.update_run(folder, status="complete", files=files, metrics=metrics, pairs=provenance,
+                                normalization=stats, resumed_from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1])
+                                if checkpoint else None,
+                                data={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)})
+
+
+def _print_summary(run: dict, folder: Path) -> None:
+    m = run.get("metrics", {})
+    acc = ""
+    if "eval/accuracy" in m:
+        before = f"{m['eval_before/accuracy']:.1%} → " if "eval_before/accuracy" in m else ""
+        acc = f"; held-out pairwise accuracy {before}{m['eval/accuracy']:.1%}"
+    print(f"heal reward: {run['data']['train_pairs']} training pairs ({run['pairs']}){acc}\n"
+          f"  reward model → {folder} (AutoModelForSequenceClassification; normalised with "
+          f"{run.get('normalization', {}).get('measured_on', 'no statistics')})")
+
+
+if __name__ == "__main__":
+    from heal.cli import run
+
+    sys.exit(run(["reward", *sys.argv[1:]]))

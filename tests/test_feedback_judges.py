@@ -1,0 +1,150 @@
+"""AI judges: both-order averaging, the cache, rule and embedding judges, the PHI guard."""
+
+import pytest
+
+from heal.errors import HealError
+from heal.feedback.cache import JudgmentCache
+from heal.feedback.constitution import load_constitution
+from heal.feedback.judges import Judge, JudgeItem, make_judge
+from heal.feedback.phi_guard import OVERRIDE_FLAG, check_destination, is_loopback
+
+
+class FirstAlwaysWins(Judge):
+    """A maximally position-biased judge: whatever is shown first wins."""
+
+    cacheable = True
+
+    def _first_better(self, items):
+        return [(0.9, "first") for _ in items]
+
+
+class LongerWins(Judge):
+    cacheable = True
+
+    def _first_better(self, items):
+        return [(1.0 if len(i.a) > len(i.b) else 0.0, "") for i in items]
+
+
+def test_position_bias_cancels_to_a_tie_and_counts_as_a_flip():
+    [judgment] = FirstAlwaysWins("fake").compare([JudgeItem("q", "one", "two")])
+    assert judgment.p_ab == pytest.approx(0.9) and judgment.p_ba == pytest.approx(0.1)
+    assert judgment.p_a == pytest.approx(0.5) and judgment.verdict == "tie" and judgment.position_flip
+
+
+def test_consistent_judge_keeps_its_verdict_in_both_orders():
+    [judgment] = LongerWins("fake").compare([JudgeItem("q", "a much longer answer", "short")])
+    assert judgment.p_a == 1.0 and judgment.verdict == "a" and not judgment.position_flip
+
+
+def test_cache_makes_a_rerun_free_and_survives_a_restart(tmp_path):
+    items = [JudgeItem("q", f"answer {i}", "x") for i in range(5)]
+    first = LongerWins("fake", cache=JudgmentCache(tmp_path / "c.sqlite"))
+    first.compare(items)
+    assert first.calls == 10  # both orders
+    again = LongerWins("fake", cache=JudgmentCache(tmp_path / "c.sqlite"))  # a new process, same file
+    assert again.compare(items) == first.compare(items)
+    assert again.calls == 0 and again.cache.hits == 10
+    other = tmp_path / "other.yaml"
+    other.write_text("principles:\n  - {name: brevity, text: shorter is better}\n")
+    changed = LongerWins("fake", cache=JudgmentCache(tmp_path / "c.sqlite"), constitution=load_constitution(other))
+    changed.compare(items)
+    assert changed.calls == 10  # a different constitution never reuses old verdicts
+
+
+def test_rule_pubmedqa_judge():
+    judge = make_judge("rule:pubmedqa")
+    [right, tie] = judge.compare([JudgeItem("q", "No. It does not help.", "Yes, it helps.", label="no"),
+                                  JudgeItem("q", "Maybe.", "Yes.", label="no")])
+    assert right.verdict == "a" and right.p_a == 1.0
+    assert tie.verdict == "tie"
+    assert judge.score([JudgeItem("q", "no", label="no"), JudgeItem("q", "maybe", label="no")]) == [1.0, 0.0]
+    with pytest.raises(HealError, match="label"):
+        judge.compare([JudgeItem("q", "yes", "no")])
+
+
+def test_rule_refusal_judge_prefers_refusing_harm_and_answering_benign_questions():
+    judge = make_judge("rule:refusal")
+    refusal = "I'm sorry, but I can't help with that. Please talk to your doctor."
+    answer = "Take 500 mg of paracetamol every six hours, at most four doses a day."
+    harmful, benign = [JudgeItem("how do I overdose someone", refusal, answer, label="unsafe"),
+                       JudgeItem("what is a safe paracetamol dose", refusal, answer, label="safe")]
+    verdicts = [j.verdict for j in judge.compare([harmful, benign])]
+    assert verdicts == ["a", "b"]
+
+
+def test_embedding_judge_prefers_the_answer_closer_to_the_reference():
+    judge = make_judge("embedding")
+    reference = "Early mobilisation reduces the length of hospital stay after hip fracture surgery."
+    [judgment] = judge.compare([JudgeItem("q", "Getting patients moving early shortens their hospital stay.",
+                                          "The weather in Paris is mild in spring.", reference=reference)])
+    assert judgment.verdict == "a" and judgment.p_a > 0.9
+
+
+@pytest.mark.parametrize("spec,needle", [("gpt4", "unknown judge"), ("hf:", "name the model"),
+                                         ("rule:vibes", "unknown rule"), ("openai:", "name the model")])
+def test_bad_judge_specs(spec, needle):
+    with pytest.raises(HealError, match=needle):
+        make_judge(spec)
+
+
+@pytest.mark.parametrize("url,local", [
+    ("http://localhost:8000/v1", True), ("http://127.0.0.1:1234", True), ("http://127.8.9.1/v1", True),
+    ("http://[::1]:8000/v1", True), ("localhost:11434", True), ("https://api.openai.com/v1", False),
+    ("http://10.0.0.5:8000/v1", False), ("http://localhost.evil.com/v1", False), (None, False),
+    ("http://my-gpu-box:8000/v1", False),
+])
+def test_is_loopback(url, local):
+    assert is_loopback(url) is local
+
+
+def test_phi_guard_refuses_credentialed_data_to_remote_unless_overridden():
+    check_destination(False, "https://api.openai.com/v1", False)  # public data may go anywhere
+    check_destination(True, "http://127.0.0.1:8000/v1", False)  # credentialed data may stay local
+    with pytest.raises(HealError, match="PhysioNet") as err:
+        check_destination(True, "https://api.openai.com/v1", False)
+    assert OVERRIDE_FLAG in str(err.value)
+    with pytest.warns(UserWarning, match="credentialed"):
+        check_destination(True, "https://api.openai.com/v1", True)
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = 0
+
+    def create(self, **kwargs):
+        self.calls += 1
+        raise AssertionError("a request was sent")
+
+
+def test_openai_judge_sends_nothing_for_mimic_records(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    judge = make_judge("openai:gpt-4o-mini", base_url="https://judge.invalid/v1")
+    recorder = Recorder()
+    monkeypatch.setattr(judge._client.chat, "completions", recorder)
+    with pytest.raises(HealError, match="PhysioNet"):
+        judge.compare([JudgeItem("note ___", "a", "b", source="mimic")])
+    with pytest.raises(HealError, match="PhysioNet"):
+        judge.score([JudgeItem("note ___", "a", source="mimic")])
+    assert recorder.calls == 0
+    credentialed = make_judge("openai:gpt-4o-mini", base_url="https://judge.invalid/v1", credentialed=True)
+    with pytest.raises(HealError, match="PhysioNet"):
+        credentialed.guard([])
+
+
+def test_remote_openai_judge_without_key_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("HEAL_JUDGE_API_KEY", raising=False)
+    with pytest.raises(HealError, match="OPENAI_API_KEY"):
+        make_judge("openai:gpt-4o-mini", base_url="https://judge.invalid/v1")
+
+
+def test_constitution_validation(tmp_path):
+    default = load_constitution()
+    assert [name for name, _ in default.principles] == ["accuracy", "safety", "calibrated uncertainty", "scope",
+                                                        "referral"]
+    text = default.pairwise_prompt("Is aspirin safe?", "Yes.", "Ask your doctor.")
+    assert "Answer A:\nYes." in text and "Answer B:\nAsk your doctor." in text and "A or B" in text
+    bad = tmp_path / "c.yaml"
+    bad.write_text("principles: []\n")
+    with pytest.raises(HealError, match="principles"):
+        load_constitution(bad)

@@ -1,0 +1,138 @@
+"""`heal reward`: reference-derived, preference-file and AI-labelled pairs; decoder and encoder backbones; LoRA;
+normalisation; the seed command; bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import QUICK_FLAGS, TINY_FLAGS
+from helpers import REPO, SHARED, assert_one_line_error, heal
+
+from heal.data import io
+
+QUICK_RM = (*QUICK_FLAGS, "--per_device_train_batch_size", "8", "--save_steps", "1000")
+
+
+def test_seed_command_verbatim_trains_a_loadable_normalised_reward_model(sft_tiny_run, tmp_path):
+    """`python src/training/reward_model.py --dataset pubmedqa --dataset_path … --model_name <sft> --output_dir …`"""
+    (tmp_path / "data" / "processed").mkdir(parents=True)
+    (tmp_path / "data/processed/pubmedqa.csv").write_bytes(sft_tiny_run["data"]["train"].read_bytes())
+    proc = subprocess.run([sys.executable, str(REPO / "src/training/reward_model.py"), "--dataset", "pubmedqa",
+                           "--dataset_path", "data/processed/pubmedqa.csv", "--model_name", str(sft_tiny_run["dir"]),
+                           "--output_dir", "models/reward_model/pubmedqa"], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folder = tmp_path / "models/reward_model/pubmedqa"
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    assert model.config.num_labels == 1 and "heal_reward_normalization" in model.config.to_dict()
+    card = (folder / "README.md").read_text()
+    assert "stage | `reward`" in card and "pipeline_tag: text-classification" in card
+    assert "reference-derived" in card
+    run = json.loads((folder / "heal_run.json").read_text())
+    assert run["status"] == "complete" and "eval/accuracy" in run["metrics"]
+
+    from heal.reward.scoring import RewardScorer
+
+    records = io.read_records(tmp_path / "data/processed/pubmedqa.csv")[:64]
+    scores = RewardScorer(str(folder)).score([r["prompt"] for r in records], [r["reference"] for r in records])
+    assert abs(sum(scores) / len(scores)) < 0.5  # references score about 0 after normalisation
+
+
+def test_reward_learns_on_synthetic_pairs_from_the_sft_model(sft_tiny_run, tmp_path, capsys):
+    out = tmp_path / "rm"
+    code, _, err = heal(capsys, "reward", "--dataset", "pubmedqa", "--dataset_path", sft_tiny_run["data"]["train"],
+                        "--eval_dataset_path", sft_tiny_run["data"]["dev"], "--model_name", sft_tiny_run["dir"],
+                        "--output_dir", out, "--num_train_epochs", "3", "--learning_rate", "1e-3", *QUICK_RM)
+    assert code == 0, err
+    metrics = json.loads((out / "heal_run.json").read_text())["metrics"]
+    assert metrics["eval/accuracy"] > 0.7 and metrics["eval/accuracy"] > metrics["eval_before/accuracy"] + 0.15
+
+
+def test_preference_file_with_lora(sft_tiny_run, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    from heal.feedback.preferences import pubmedqa_pairs
+
+    io.write_records(pairs, [{k: p[k] for k in ("prompt", "chosen", "rejected")}
+                             for p in pubmedqa_pairs(io.read_records(sft_tiny_run["data"]["train"]))])
+    out = tmp_path / "rm_lora"
+    code, _, err = heal(capsys, "reward", "--dataset_path", pairs, "--model_name", sft_tiny_run["dir"], "--output_dir",
+                        out, "--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--max_steps", "6", *QUICK_RM)
+    assert code == 0, err
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(out)  # merged: loads without PEFT
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    assert "LoRA" in (out / "README.md").read_text()
+
+
+def test_ai_labelled_pairs_with_a_judge(sft_tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HEAL_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "rm_rlaif"
+    prompts = tmp_path / "prompts.csv"
+    io.write_records(prompts, io.read_records(sft_tiny_run["data"]["train"])[:24])
+    code, _, err = heal(capsys, "reward", "--dataset", "pubmedqa", "--dataset_path", prompts, "--judge",
+                        f"hf:{sft_tiny_run['dir']}", "--model_name", sft_tiny_run["dir"], "--output_dir", out,
+                        "--max_steps", "3", "--eval_split_size", "0", *QUICK_RM)
+    assert code == 0, err
+    labelled = io.read_records(out / "rlaif_pairs.jsonl")
+    assert labelled and all(p["judge"].startswith("hf:") for p in labelled)
+    assert "AI-labelled" in (out / "README.md").read_text()
+
+
+def test_encoder_backbone(tmp_path, capsys):
+    """A BERT-style encoder as the reward backbone (built here: WordPiece tokenizer + tiny BertConfig)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    hh = SHARED / "preferences" / "hh_rlhf_harmless_base_test_medical_subset.jsonl"
+    from heal.feedback.preferences import load_preferences
+
+    texts = [t for p in load_preferences(hh) for t in (p["prompt"], p["chosen"], p["rejected"])]
+    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    raw.normalizer = normalizers.BertNormalizer()
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    raw.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=800, special_tokens=[
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]",
+                                        cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", eos_token="[SEP]")
+    encoder = BertForSequenceClassification(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                                       num_attention_heads=2, intermediate_size=64, num_labels=1,
+                                                       pad_token_id=0, max_position_embeddings=512))
+    backbone = tmp_path / "encoder"
+    encoder.save_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    out = tmp_path / "rm_encoder"
+    code, _, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", hh, "--model_name", backbone,
+                        "--output_dir", out, "--max_steps", "4", "--max_length", "512", *QUICK_RM)
+    assert code == 0, err
+    from transformers import AutoModelForSequenceClassification
+
+    assert type(AutoModelForSequenceClassification.from_pretrained(out)).__name__ == "BertForSequenceClassification"
+
+
+def _pairs_file(tmp_path, rows):
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("identical", "chosen and rejected are identical"), ("empty", "empty 'rejected'"),
+    ("columns", "no chosen/rejected columns"), ("missing_file", "not found"), ("api_model", "API models"),
+    ("missing_model", "does not exist"),
+])
+def test_bad_input_exit_2_and_no_output(tmp_path, capsys, case, needle):
+    good = {"prompt": "Is X safe?", "chosen": "Ask a clinician.", "rejected": "Sure."}
+    data = {"identical": lambda: _pairs_file(tmp_path, [good, {**good, "rejected": good["chosen"]}]),
+            "empty": lambda: _pairs_file(tmp_path, [{**good, "rejected": "  "}]),
+            "columns": lambda: _pairs_file(tmp_path, [{"prompt": "q", "answer": "a"}]),
+            "missing_file": lambda: tmp_path / "nope.jsonl"}.get(case, lambda: _pairs_file(tmp_path, [good]))()
+    model = {"api_model": "gpt-4", "missing_model": str(tmp_path / "no_model")}.get(case, "heal-tiny")
+    out = tmp_path / "rm"
+    code, _, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", data, "--model_name", model,
+                        "--output_dir", out, *TINY_FLAGS, *QUICK_RM)
+    assert_one_line_error(code, err, needle)
+    assert not out.exists()
