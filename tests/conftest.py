@@ -53,9 +53,9 @@ def sft_tiny_run(tmp_path_factory, pubmedqa_sft_data):
     out = tmp_path_factory.mktemp("sft_tiny") / "policy"
     argv = ["sft", "--dataset", "pubmedqa", "--dataset_path", str(pubmedqa_sft_data["train"]),
             "--eval_dataset_path", str(pubmedqa_sft_data["dev"]), "--model_name", "heal-tiny",
-            "--output_dir", str(out), *TINY_FLAGS, *QUICK_FLAGS, "--max_steps", "60",
+            "--output_dir", str(out), *TINY_FLAGS, *QUICK_FLAGS, "--max_steps", "40",
             "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--eval_strategy", "steps",
-            "--eval_steps", "30", "--save_steps", "30"]
+            "--eval_steps", "20", "--save_steps", "20"]
     assert run(argv) == 0
     return {"dir": out, "data": pubmedqa_sft_data, "argv": argv}
 

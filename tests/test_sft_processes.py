@@ -33,7 +33,7 @@ def test_seed_sft_command_works_verbatim(tmp_path, task):
               "--output_path", "data/processed/pubmedqa.csv")
         data, out = "data/processed/pubmedqa.csv", "models/policy_model/pubmedqa_sft"
     else:
-        _prep(tmp_path, "--dataset", "synthetic_mimic", "--n", "6", "--output_path", "data/raw/mimic_iv_notes.csv")
+        _prep(tmp_path, "--dataset", "synthetic_mimic", "--n", "4", "--output_path", "data/raw/mimic_iv_notes.csv")
         _prep(tmp_path, "--dataset", "mimic", "--input_path", "data/raw/mimic_iv_notes.csv", "--progress", "false",
               "--output_path", "data/processed/mimic_iv_summaries.csv")
         data, out = "data/processed/mimic_iv_summaries.csv", "models/policy_model/mimic_sft"
@@ -89,7 +89,7 @@ def test_sigkill_after_a_checkpoint_then_resume_finishes(tmp_path, pubmedqa_sft_
     out = tmp_path / "killed"
     argv = [sys.executable, "-m", "heal.cli", "sft", "--dataset_path", str(pubmedqa_sft_data["train"]),
             "--model_name", "heal-tiny", "--output_dir", str(out), *TINY_FLAGS, *QUICK_FLAGS,
-            "--eval_split_size", "0", "--max_steps", "30", "--save_steps", "5", "--save_total_limit", "3"]
+            "--eval_split_size", "0", "--max_steps", "30", "--save_steps", "10", "--save_total_limit", "3"]
     process = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         step = _wait_for_checkpoint(out, process)
