@@ -1,6 +1,7 @@
 """`heal eval`: batched generation and scoring are exact, metrics files agree with the per-item predictions, the
 seed's entry point works, and bad input fails with one line and no results."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def backend(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def prompts(backend):
-    records = [to_record(k, v) for k, v in make_pubmedqa(7, seed=2).items()]
+    records = [to_record(k, v) for k, v in make_pubmedqa(5, seed=2).items()]
     texts = [backend.render(r["prompt"]) for r in records]
     texts[0] = backend.render("Short?")  # very different lengths: left padding must not change any answer
     return texts
@@ -59,31 +60,31 @@ def _read_jsonl(path):
 def test_pubmedqa_eval_writes_consistent_results(capsys, sft_tiny_run, tmp_path):
     out = tmp_path / "results"
     code, stdout, err = heal(capsys, "eval", "--model_path", sft_tiny_run["dir"], "--dataset_path",
-                             sft_tiny_run["data"]["test"], "--output_dir", out, "--max_samples", "24", "--robustness",
+                             sft_tiny_run["data"]["test"], "--output_dir", out, "--max_samples", "12", "--robustness",
                              "--max_new_tokens", "12", *QUIET)
     assert code == 0, err
     assert files_in(out) == ["confusion_generate.png", "confusion_loglikelihood.png", "metrics.json",
                              "predictions.jsonl", "report.md", "resolved_config.yaml", "robustness.png"]
     result, items = json.loads((out / "metrics.json").read_text()), _read_jsonl(out / "predictions.jsonl")
-    assert len(items) == result["n"] == 24
+    assert len(items) == result["n"] == 12
     gold = [i["label"] for i in items]
     for mode in ("generate", "loglikelihood"):
         preds = [i[f"{mode}/prediction"] for i in items]
         m = result["metrics"]
-        assert m[f"pubmedqa/{mode}/accuracy"] == pytest.approx(sum(p == g for p, g in zip(preds, gold)) / 24)
+        assert m[f"pubmedqa/{mode}/accuracy"] == pytest.approx(sum(p == g for p, g in zip(preds, gold)) / 12)
         assert m[f"pubmedqa/{mode}/macro_f1"] == pytest.approx(
             f1_score(gold, preds, labels=["yes", "no", "maybe"], average="macro", zero_division=0))
-        assert sum(map(sum, result["confusion"][mode])) == 24
+        assert sum(map(sum, result["confusion"][mode])) == 12
     # The SFT model answers in the format it was trained on, so eval (same prompt formatter) can parse it.
     assert result["metrics"]["pubmedqa/generate/unparsed_rate"] < 0.5
     robust = result["robustness"]
     clean = [i["loglikelihood/prediction"] for i in items]
     for name, row in robust.items():
         perturbed = [i[f"robustness/{name}/prediction"] for i in items]
-        assert row["consistency"] == pytest.approx(sum(a == b for a, b in zip(clean, perturbed)) / 24)
+        assert row["consistency"] == pytest.approx(sum(a == b for a, b in zip(clean, perturbed)) / 12)
         assert row["drop"] == pytest.approx(result["metrics"]["pubmedqa/loglikelihood/accuracy"] - row["accuracy"])
     config = yaml.safe_load((out / "resolved_config.yaml").read_text())
-    assert config["robustness"] is True and config["max_samples"] == 24
+    assert config["robustness"] is True and config["max_samples"] == 12
     assert "| generate |" in (out / "report.md").read_text()
 
 
@@ -142,6 +143,7 @@ def _write(path, text):
     ("robustness_without_context", "missing column(s) question, context"),
     ("bad_model", "model folder does not exist"),
     ("unknown_perturbation", "--perturbations: unknown jitter"),
+    ("vllm_missing", "--backend vllm: vLLM is not installed"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_results(capsys, tmp_path, tiny_model_dir, case, needle):
     data = _write(tmp_path / "pqa.csv", "id,prompt,label,task\n1,Q?,yes,pubmedqa\n2,Q2?,no,pubmedqa\n")
@@ -158,6 +160,10 @@ def test_bad_input_is_one_line_exit_2_and_no_results(capsys, tmp_path, tiny_mode
         model = str(tmp_path / "no" / "such" / "model")
     elif case == "unknown_perturbation":
         extra = ["--robustness", "--perturbations", "typos,jitter"]
+    elif case == "vllm_missing":
+        if importlib.util.find_spec("vllm") is not None:
+            pytest.skip("vLLM is installed here")
+        extra = ["--backend", "vllm"]
     out = tmp_path / "results"
     code, _, err = heal(capsys, "eval", "--model_path", model, "--dataset_path", data, "--output_dir", out, *extra,
                         *QUIET)
