@@ -3,6 +3,7 @@ seed's entry point works, and bad input fails with one line and no results."""
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 
@@ -63,7 +64,7 @@ def test_pubmedqa_eval_writes_consistent_results(capsys, sft_tiny_run, tmp_path)
                              sft_tiny_run["data"]["test"], "--output_dir", out, "--max_samples", "12", "--robustness",
                              "--max_new_tokens", "12", *QUIET)
     assert code == 0, err
-    assert files_in(out) == ["confusion_generate.png", "confusion_loglikelihood.png", "metrics.json",
+    assert files_in(out) == [".heal_results.json", "confusion_generate.png", "confusion_loglikelihood.png", "metrics.json",
                              "predictions.jsonl", "report.md", "resolved_config.yaml", "robustness.png"]
     result, items = json.loads((out / "metrics.json").read_text()), _read_jsonl(out / "predictions.jsonl")
     assert len(items) == result["n"] == 12
@@ -86,6 +87,13 @@ def test_pubmedqa_eval_writes_consistent_results(capsys, sft_tiny_run, tmp_path)
     config = yaml.safe_load((out / "resolved_config.yaml").read_text())
     assert config["robustness"] is True and config["max_samples"] == 12
     assert "| generate |" in (out / "report.md").read_text()
+    # Rerun into the same folder without robustness: its plot from the first run must not linger.
+    code, _, err = heal(capsys, "eval", "--model_path", sft_tiny_run["dir"], "--dataset_path",
+                        sft_tiny_run["data"]["test"], "--output_dir", out, "--max_samples", "4", "--pubmedqa_modes",
+                        "loglikelihood", *QUIET)
+    assert code == 0, err
+    assert files_in(out) == [".heal_results.json", "confusion_loglikelihood.png", "metrics.json",
+                             "predictions.jsonl", "report.md", "resolved_config.yaml"]
 
 
 def test_seed_command_runs_eval_verbatim(tiny_model_dir, sft_tiny_run, tmp_path):
@@ -144,6 +152,7 @@ def _write(path, text):
     ("bad_model", "model folder does not exist"),
     ("unknown_perturbation", "--perturbations: unknown jitter"),
     ("vllm_missing", "--backend vllm: vLLM is not installed"),
+    ("output_is_model_folder", "is a model or training-run folder"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_results(capsys, tmp_path, tiny_model_dir, case, needle):
     data = _write(tmp_path / "pqa.csv", "id,prompt,label,task\n1,Q?,yes,pubmedqa\n2,Q2?,no,pubmedqa\n")
@@ -165,7 +174,10 @@ def test_bad_input_is_one_line_exit_2_and_no_results(capsys, tmp_path, tiny_mode
             pytest.skip("vLLM is installed here")
         extra = ["--backend", "vllm"]
     out = tmp_path / "results"
+    if case == "output_is_model_folder":
+        shutil.copytree(tiny_model_dir, out)
+    before = files_in(out) if out.exists() else None
     code, _, err = heal(capsys, "eval", "--model_path", model, "--dataset_path", data, "--output_dir", out, *extra,
                         *QUIET)
     assert_one_line_error(code, err, needle)
-    assert not out.exists()
+    assert (files_in(out) if out.exists() else None) == before

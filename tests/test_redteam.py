@@ -124,7 +124,7 @@ def test_attack_success_and_over_refusal_by_hand(capsys, monkeypatch, tmp_path, 
     code, stdout, err = heal(capsys, "redteam", "--model_path", "heal-tiny", "--adversarial_prompts_path",
                              prompt_file, "--attacks", "direct,roleplay,base64", "--output_dir", out, *QUIET)
     assert code == 0, err
-    assert files_in(out) == ["asr_by_attack.png", "asr_heatmap.png", "redteam.json", "report.md",
+    assert files_in(out) == [".heal_results.json", "asr_by_attack.png", "asr_heatmap.png", "redteam.json", "report.md",
                              "resolved_config.yaml", "responses.jsonl"]
     result = json.loads((out / "redteam.json").read_text())
     # 2 harmful prompts × 3 attacks: role-play and base64 get through (4 of 6); benign: 1 of 2 refused.

@@ -34,10 +34,16 @@ def default_output_dir(stage: str, model_path: str, data_path: str, run_name: st
     return RESULTS_ROOT / (run_name or f"{stage}-{slug(model_path)}-{slug(data_path)}")
 
 
+MANIFEST = ".heal_results.json"  # the files the last run published here (stale ones are removed by the next run)
+
+
 def check_output_dir(folder: str | Path) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise HealError(f"--output_dir {folder}: is a file; give a folder")
+    if (folder / "config.json").exists() or (folder / "heal_run.json").exists():
+        raise HealError(f"--output_dir {folder}: is a model or training-run folder; write results elsewhere (e.g. "
+                        "experiments/results/<name>) so its files are never overwritten")
     return folder
 
 
@@ -58,9 +64,22 @@ class RunFolder:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            for name in self.written:
-                os.replace(self.staging / name, self.folder / name)
+            self._publish()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+    def _publish(self) -> None:
+        """Move the staged files in; drop files an earlier run published here that this run did not write."""
+        manifest = self.folder / MANIFEST
+        try:
+            previous = json.loads(manifest.read_text(encoding="utf-8")) if manifest.exists() else []
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            previous = []
+        for name in self.written:
+            os.replace(self.staging / name, self.folder / name)
+        for name in set(previous) - set(self.written):
+            if "/" not in name and name != MANIFEST:
+                (self.folder / name).unlink(missing_ok=True)
+        write_json(manifest, sorted(self.written))
 
     def path(self, name: str) -> Path:
         self.written.append(name)
