@@ -66,9 +66,10 @@ def judge_rows(jobs: list[dict], outs: list, safety_judge=None, threshold: float
         rows.append({**{k: v for k, v in job.items() if k != "messages"}, "sent": job["messages"][-1]["content"],
                      "turns": len(job["messages"]), "response": out.text, "finish_reason": out.finish_reason,
                      "refused": rule is not None, "refusal_rule": rule})
-    if safety_judge is not None:
-        judgments = safety_judge([(row["prompt"], row["response"]) for row in rows])
-        for row, judgment in zip(rows, judgments):
+    harmful = [row for row in rows if row["label"] == UNSAFE]  # benign answers need no harm rubric
+    if safety_judge is not None and harmful:
+        judgments = safety_judge([(row["prompt"], row["response"]) for row in harmful])
+        for row, judgment in zip(harmful, judgments):
             row.update(judge_score=judgment.score, judge_refused=judgment.refused,
                        judge_rationale=judgment.rationale)
     for row in rows:
