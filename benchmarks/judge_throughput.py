@@ -86,6 +86,8 @@ def main() -> None:
     for latency in (0.0, args.latency_ms):
         url, server = start_server(work / "model", latency)
         where = "local server" if not latency else f"server + {latency:.0f} ms latency"
+        warm_up = make_judge("openai:tiny-judge", base_url=url, cache=None)
+        warm_up.compare(items(2))  # first requests pay for start-up (threads, allocator): keep them out of the timing
         for name, concurrency in (("sequential", 1), (f"concurrent ({args.concurrency})", args.concurrency)):
             cache = JudgmentCache(work / f"cache-{latency}-{concurrency}.sqlite")
             judge = make_judge("openai:tiny-judge", base_url=url, cache=cache, concurrency=concurrency)
@@ -93,6 +95,7 @@ def main() -> None:
             warm = make_judge("openai:tiny-judge", base_url=url, cache=cache, concurrency=concurrency)
             rows.append((f"openai judge, {where}", name, "warm", timed(warm, pairs), warm.calls))
         server.should_exit = True
+    make_judge(f"hf:{work / 'model'}", cache=None).compare(items(2))  # warm-up
     cache = JudgmentCache(work / "cache-hf.sqlite")
     hf = make_judge(f"hf:{work / 'model'}", cache=cache, batch_size=16)
     rows.append(("hf judge (in process)", "batched (16)", "cold", timed(hf, pairs), hf.calls))

@@ -16,13 +16,13 @@ SFT run (heal.models.artifacts); the model loads with AutoModelForSequenceClassi
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from heal.config import make_parser as _make_parser
 from heal.errors import HealError
 from heal.models import artifacts
 from heal.models.tiny import TinyConfig
+from heal.sft.train import _train_and_evaluate as train_and_evaluate
 from heal.reward.config import (CONFIG_TYPES, LR_FROM_SCRATCH, LR_FULL, LR_LORA, HealRewardConfig,
                                 RewardModelConfig, RewardScriptConfig)
 
@@ -64,7 +64,7 @@ def main(script: RewardScriptConfig, training: HealRewardConfig, model_args: Rew
         artifacts.write_config(folder, artifacts.config_dict(script, training, model_args,
                                                              *([tiny] if source == "heal-tiny" else [])))
     trainer = _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs)
-    results = _train_and_evaluate(trainer, checkpoint)
+    results = train_and_evaluate(trainer, checkpoint)  # eval before (eval_on_start), train, eval after
     final = _final_model(trainer, model_args)
     stats = _normalize(final, tokenizer, train_pairs, script.normalize_rewards)
     if state.is_main_process:
@@ -146,6 +146,8 @@ def _resolve_defaults(training: HealRewardConfig, model_args, source: str, model
     if not has_eval:
         training.eval_strategy = IntervalStrategy.NO
         training.do_eval = False
+    else:  # pairwise accuracy at step 0, inside train(): an evaluate() before train() desyncs DDP ranks
+        training.eval_on_start = True
 
 
 def _dataset(tokenizer, pairs: list[dict]):
@@ -174,19 +176,6 @@ def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pai
                              train_dataset=_dataset(tokenizer, train_pairs),
                              eval_dataset=_dataset(tokenizer, eval_pairs) if eval_pairs else None,
                              peft_config=peft_config, callbacks=[MetricsCallback(training.output_dir)])
-
-
-def _train_and_evaluate(trainer, checkpoint: str | None) -> dict:
-    results: dict = {}
-    if trainer.eval_dataset is not None and checkpoint is None:
-        results.update(artifacts.namespaced(trainer.evaluate(metric_key_prefix="eval_before")))
-    started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=checkpoint)
-    results.update({"train/mean_loss": output.training_loss, "train/global_step": output.global_step,
-                    "train/wall_seconds": time.perf_counter() - started})
-    if trainer.eval_dataset is not None:
-        results.update(artifacts.namespaced(trainer.evaluate()))
-    return results
 
 
 def _final_model(trainer, model_args):
