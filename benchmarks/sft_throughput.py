@@ -6,8 +6,9 @@
 It writes synthetic PubMedQA records (heal.data.synthetic → `heal prep`), then runs `heal sft` once per configuration,
 each in a fresh process so its peak resident memory is its own:
 - padded: batches of 8 examples padded to the longest (TRL's default collation);
-- packed: `--packing` (best-fit decreasing, padding-free), 2 rows of `--max_length` 1024 tokens per step, which holds
-  about as many examples per step as the padded run.
+- packed: `--packing` (best-fit decreasing, padding-free), 4 rows of `--max_length` 512 tokens per step, which holds
+  about as many examples per step as the padded run (longer blocks cost more attention: packed sequences get a
+  block-diagonal mask, so the causal fast path of SDPA is not used).
 Evaluation, checkpoints and progress bars are off, so the clock measures training. Tokens are real (non-padding)
 tokens, counted by the trainer on every rank (heal_run.json). In the same run it measures the matrix-multiply FLOP/s
 this machine reaches with torch (fp32, the training precision on CPU), and reports
@@ -27,7 +28,7 @@ from pathlib import Path
 
 CONFIGS = {
     "padded": ["--per_device_train_batch_size", "8"],
-    "packed": ["--packing", "--max_length", "1024", "--per_device_train_batch_size", "2"],
+    "packed": ["--packing", "--max_length", "512", "--per_device_train_batch_size", "4"],
 }
 
 

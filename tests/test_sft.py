@@ -47,6 +47,8 @@ def test_sft_lowers_eval_loss_and_changes_every_weight_matrix(sft_tiny_run):
     assert run["status"] == "complete"
     assert metrics["eval/loss"] < metrics["eval_before/loss"] - 1.0, metrics  # ≈7.2 → ≈5 in 40 steps
     assert metrics["train/global_step"] == 40
+    rank = run["distributed"]["ranks"][0]
+    assert 0 < rank["loss_tokens"] < 0.3 * rank["tokens"]  # the loss is on completions only, not on prompts
     trained = AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert tokenizer.pad_token_id != tokenizer.eos_token_id

@@ -26,7 +26,9 @@ TASK_MAX_LENGTH = {
 TASK_ALIASES = {"aci_bench": "aci", "medsafety": "safety", "mimic_bhc": "mimic", "mimic_di": "mimic"}
 TASK_CHOICES = (*TASK_MAX_LENGTH, *TASK_ALIASES)
 
-LR_FROM_SCRATCH = 1e-3  # heal-tiny starts from random weights: SFT on it is pre-training, which wants a higher rate
+# heal-tiny starts from random weights: SFT on it is pre-training, which wants a higher rate. On 900 synthetic PubMedQA
+# records, 3 epochs at 1e-3 left the eval loss at 0.53 (answers always "yes"); at 2e-3 it was 0.03 after 3 epochs.
+LR_FROM_SCRATCH = 2e-3
 LR_LORA = 2e-4  # the usual LoRA rate (TRL's LoRA example, QLoRA paper)
 LR_FULL = 2e-5  # TRL's full fine-tuning default
 
