@@ -76,7 +76,7 @@ def test_run_folder_holds_model_card_config_metrics_curve_and_checkpoints(sft_ti
     assert (folder / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the resolved config reproduces the run: every key is a flag, and the values come back as they were
     config = yaml.safe_load((folder / "resolved_config.yaml").read_text())
-    assert config["learning_rate"] == 3e-3 and config["max_length"] == 1024 and config["model_name_or_path"] == "heal-tiny"
+    assert (config["learning_rate"], config["max_length"], config["model_name_or_path"]) == (3e-3, 1024, "heal-tiny")
     script, training, model_args, tiny = make_parser().parse(["--config", str(folder / "resolved_config.yaml")])
     assert (script.dataset_path, training.max_steps, tiny.tiny_hidden_size) == (str(data["train"]), 40, 64)
 

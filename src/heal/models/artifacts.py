@@ -148,8 +148,8 @@ def resolve_checkpoint(folder: str | Path, value: str | None) -> str | None:
 # --- metrics --------------------------------------------------------------------------------------------------------
 
 def namespaced(logs: dict[str, float]) -> dict[str, float]:
-    """Trainer log keys → HEAL's: loss → train/loss (per logging window), train_loss → train/mean_loss (whole run),
-    eval_loss → eval/loss, eval_before_loss → eval_before/loss (before the first step)."""
+    """Trainer log keys → HEAL's: loss → train/loss (per logging window), train_loss → train/mean_loss (the whole
+    run), eval_loss → eval/loss, eval_before_loss → eval_before/loss (before the first step)."""
     out = {}
     logs = {("train_mean_loss" if k == "train_loss" else k): v for k, v in logs.items()}  # the run's average loss
     before = any(key.startswith("eval_before_") for key in logs)  # TRL adds its eval extras as eval_*
