@@ -106,3 +106,18 @@ def test_mimic_records_may_go_to_a_loopback_judge(judge_model, tmp_path):
     with serve(make_app(judge_model, behaviour)) as url:
         judge_for(url, tmp_path).compare([JudgeItem("Discharge note ___", "a", "b", source="mimic")])
     assert behaviour.answered == 2
+
+
+def test_free_text_completion_for_rubric_judges_is_cached_and_guarded(judge_model, tmp_path, monkeypatch):
+    behaviour = Behaviour()
+    with serve(make_app(judge_model, behaviour)) as url:
+        judge = judge_for(url, tmp_path)
+        texts = ["Grade this answer: ...", "Grade that answer: ..."]
+        first = judge.complete(texts, max_tokens=8)
+        assert len(first) == 2 and all(isinstance(t, str) and t for t in first)
+        assert judge_for(url, tmp_path).complete(texts, max_tokens=8) == first
+        assert behaviour.requests == 2
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    guarded = make_judge("openai:tiny-judge", base_url="https://judge.invalid/v1", credentialed=True)
+    with pytest.raises(HealError, match="PhysioNet"):
+        guarded.complete(["note ___"])

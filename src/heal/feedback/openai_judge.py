@@ -53,18 +53,21 @@ class OpenAIJudge(Judge):
         return OpenAI(base_url=self.remote_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
 
     # -- one request --------------------------------------------------------------------------------------------
-    def _ask(self, text: str, first: str, second: str, max_tokens: int) -> tuple[float, str]:
+    def _chat(self, text: str, max_tokens: int, logprobs: bool):
+        """One chat completion (greedy); the first choice."""
         import openai
 
         request = dict(model=self.model, messages=[{"role": "user", "content": text}], temperature=0.0,
                        max_tokens=max_tokens)
-        if self.logprobs:
+        if logprobs:
             request.update(logprobs=True, top_logprobs=5)
         try:
-            response = self._client.chat.completions.create(**request)
+            return self._client.chat.completions.create(**request).choices[0]
         except openai.APIError as e:
             raise self._explain(e) from None
-        choice = response.choices[0]
+
+    def _ask(self, text: str, first: str, second: str, max_tokens: int) -> tuple[float, str]:
+        choice = self._chat(text, max_tokens, self.logprobs)
         content = choice.message.content or ""
         p = _letter_prob_from_logprobs(choice, first, second)
         if p is None:
@@ -112,6 +115,25 @@ class OpenAIJudge(Judge):
         return [p for p, _ in self._run([
             lambda i=i: self._ask(self.constitution.pointwise_prompt(i.prompt, i.a), "Yes", "No", 5)
             for i in items])]
+
+    def complete(self, texts: list[str], max_tokens: int = 256) -> list[str]:
+        """Free-text answers (greedy) to `texts`, e.g. a grading rubric; cached and PHI-guarded like judgments."""
+        from heal.feedback.cache import JudgmentCache
+
+        self.guard([])  # the caller's `credentialed` flag decides: these texts carry no record source
+
+        def task(text: str) -> str:
+            key = JudgmentCache.key(self.spec, "complete", max_tokens, text)
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is not None:
+                return hit["text"]
+            self.calls += 1
+            content = self._chat(text, max_tokens, logprobs=False).message.content or ""
+            if self.cache is not None:
+                self.cache.put(key, {"text": content})
+            return content
+
+        return self._run([lambda t=t: task(t) for t in texts])
 
     def _run(self, tasks: list) -> list:
         """Run the tasks concurrently, in order; on the first failure cancel what has not started and raise it."""
