@@ -168,3 +168,23 @@ def test_template_bos_is_not_doubled_when_the_tokenizer_adds_one(corpus):
     prompt = prompting.format_prompt(tokenizer, "hi")
     assert prompt == "[hi]"
     assert tokenizer(prompt)["input_ids"].count(tokenizer.bos_token_id) == 1
+
+
+def test_format_messages_multi_turn():
+    from heal.models.prompting import format_messages, format_prompt
+    from heal.models.tiny import train_tokenizer
+
+    tokenizer = train_tokenizer(["hello there, how are you today?"] * 20, 300, 1)
+    single = [{"role": "user", "content": "Is aspirin safe?"}]
+    assert format_messages(tokenizer, single) == format_prompt(tokenizer, "Is aspirin safe?")
+    assert format_messages(tokenizer, single, "Be brief.") == format_prompt(tokenizer, "Is aspirin safe?", "Be brief.")
+    conversation = [{"role": "user", "content": "I have a headache."},
+                    {"role": "assistant", "content": "Since when?"},
+                    {"role": "user", "content": "Two days."}]
+    plain = format_messages(tokenizer, conversation)
+    assert plain.index("User: I have a headache.") < plain.index("Assistant: Since when?") < plain.index(
+        "User: Two days.")
+    tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>"
+                               "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}")
+    assert format_messages(tokenizer, conversation) == ("<user>I have a headache.</user><assistant>Since when?"
+                                                         "</assistant><user>Two days.</user><assistant>")

@@ -74,14 +74,28 @@ def make_parser(prog: str, description: str, *dataclass_types: type) -> HealPars
 
 
 def to_dict(*configs: Any) -> dict:
-    """Merge dataclass configs into one plain dict (later ones win on shared names)."""
+    """Merge configs into one YAML-safe dict (later ones win on shared names).
+
+    TrainingArguments go through their own `to_dict` (enums as values, secrets as placeholders); the `*_token`
+    placeholders and values YAML cannot hold are dropped.
+    """
     merged: dict = {}
     for config in configs:
-        if dataclasses.is_dataclass(config):
-            merged.update(dataclasses.asdict(config))
-        elif hasattr(config, "to_dict"):  # transformers TrainingArguments
+        if hasattr(config, "to_dict"):
             merged.update(config.to_dict())
-    return merged
+        elif dataclasses.is_dataclass(config):
+            merged.update(dataclasses.asdict(config))
+    return {k: v for k, v in merged.items() if not k.endswith("_token") and _yaml_safe(v)}
+
+
+def _yaml_safe(value: Any) -> bool:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_yaml_safe(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _yaml_safe(v) for k, v in value.items())
+    return False
 
 
 def save_resolved_config(path: str | Path, *configs: Any) -> Path:

@@ -232,23 +232,9 @@ def plot_loss_curve(folder: str | Path, title: str) -> Path | None:
 
 def config_dict(*configs: Any) -> dict:
     """Merge dataclass configs (TrainingArguments via its to_dict: enums as values) into one YAML-safe dict."""
-    import dataclasses
+    from heal.config import to_dict
 
-    merged: dict = {}
-    for config in configs:
-        values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
-        merged.update(values)
-    return {k: v for k, v in merged.items() if not k.endswith("_token") and _yaml_safe(v)}
-
-
-def _yaml_safe(value: Any) -> bool:
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_yaml_safe(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _yaml_safe(v) for k, v in value.items())
-    return False
+    return to_dict(*configs)
 
 
 def write_config(folder: str | Path, config: dict) -> Path:

@@ -50,6 +50,24 @@ def format_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
     return _strip_bos(tokenizer, text)
 
 
+def format_messages(tokenizer, messages: list[dict], system: str | None = None) -> str:
+    """A whole conversation (role/content turns ending with the user's) ready for the assistant's next reply.
+
+    A single user turn renders exactly as `format_prompt`. Without a chat template, earlier turns become
+    "User: …" / "Assistant: …" paragraphs inside the plain template.
+    """
+    own_system = next((m["content"] for m in messages if m.get("role") == "system"), None)
+    turns = [m for m in messages if m.get("role") != "system"]
+    system = own_system or system
+    if len(turns) == 1 and turns[0].get("role", "user") == "user":
+        return format_prompt(tokenizer, turns[0]["content"], system)
+    if has_chat_template(tokenizer):
+        full = ([{"role": "system", "content": system}] if system else []) + turns
+        return _strip_bos(tokenizer, tokenizer.apply_chat_template(full, tokenize=False, add_generation_prompt=True))
+    body = "\n\n".join(f"{m.get('role', 'user').capitalize()}: {m['content']}" for m in turns)
+    return PLAIN_TEMPLATE.format(prompt=f"{system}\n\n{body}" if system else body)
+
+
 def format_completion(tokenizer, prompt: str, completion: str, system: str | None = None) -> str:
     """The text that follows `format_prompt(...)` in a training sequence: the answer and its end-of-turn marker."""
     eos = tokenizer.eos_token or ""

@@ -214,10 +214,12 @@ def _finish(folder: Path, script, training, model_args, source, train_pairs, eva
     metrics = {k: results[k] for k in keys if results.get(k) is not None}
     if stats:
         metrics.update({"reward/reference_mean_raw": stats["mean"], "reward/reference_std_raw": stats["std"]})
-    model_card(folder, script, training, model_args, source, train_pairs, eval_pairs, provenance, metrics,
-               stats).write(folder / artifacts.STAGING)
+    card = model_card(folder, script, training, model_args, source, train_pairs, eval_pairs, provenance, metrics,
+                      stats)
+    card.write(folder / artifacts.STAGING)
     files = artifacts.publish(folder)
     return artifacts.update_run(folder, status="complete", files=files, metrics=metrics, pairs=provenance,
+                                credentialed=card.credentialed,
                                 normalization=stats, resumed_from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1])
                                 if checkpoint else None,
                                 data={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)})

@@ -356,12 +356,13 @@ def _finish(folder: Path, script, training, model_args, info, train_records, eva
     title = f"{folder.name}: {info.name} fine-tuned on {script.task()}"
     artifacts.plot_loss_curve(folder, title)
     metrics = metrics_summary(results, training, ranks)
+    credentialed = _credentialed(script, train_records)
     card = model_card(folder, script, training, model_args, info, train_records, eval_records, metrics, weights,
-                      _credentialed(script, train_records))
+                      credentialed)
     card.write(folder / artifacts.STAGING)
     files = artifacts.publish(folder)
     return artifacts.update_run(
-        folder, status="complete", weights=weights, files=files, metrics=metrics,
+        folder, status="complete", weights=weights, files=files, metrics=metrics, credentialed=credentialed,
         resumed_from_step=_checkpoint_step(checkpoint) if checkpoint else None,
         distributed={"world_size": training.world_size, "ranks": ranks},
         data={"train_records": len(train_records), "eval_records": len(eval_records)},
