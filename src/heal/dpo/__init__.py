@@ -1,0 +1,1 @@
+"""`heal dpo`: direct preference optimisation on TRL's DPOTrainer (heal.dpo.train)."""

@@ -1,0 +1,1 @@
+"""`heal grpo`: group relative policy optimisation on TRL's GRPOTrainer (heal.grpo.train)."""

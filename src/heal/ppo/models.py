@@ -1,0 +1,175 @@
+"""PPO's four models: the policy (trained), the reference (the initial policy, frozen), the value model (trained) and
+the reward (a frozen reward model, an AI judge or a rule; heal.ppo.rewards).
+
+- Policy: the SFT model, loaded by heal.models.loading. With LoRA (--use_peft) only adapters train, and the reference
+  is the same network with its adapters disabled, so no second copy is kept in memory.
+- Value model: a sequence classifier with one output whose head is applied at every position, giving V(s_t) for
+  each response token. It starts from the reward model (Huang et al. 2024, detail 3) when the reward model shares the
+  policy's tokenizer — a value per policy token needs the same tokens — else from the policy, with a zero head (so
+  V ≡ 0 at the start). LoRA applies to it too; its head always trains fully.
+- Dropout is off in every model (Huang et al. 2024, detail 6): with dropout the log-probabilities of the rollout and
+  of the update would differ for the same weights, and the ratio π/π_old would not start at 1.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from heal.errors import HealError
+
+
+def disable_dropout(model: nn.Module) -> None:
+    """Zero every dropout probability (modules and the config values attention layers read)."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+    config = getattr(model, "config", None)
+    if config is not None:
+        for key, value in list(vars(config).items()):
+            if isinstance(value, float) and ("dropout" in key or key.endswith("_pdrop")):
+                setattr(config, key, 0.0)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    model.eval()
+    model.requires_grad_(False)
+    disable_dropout(model)
+    return model
+
+
+def classifier_parts(classifier) -> tuple[nn.Module, nn.Module]:
+    """(backbone, head) of a sequence classifier (PEFT-wrapped or not): the head maps hidden states to scores."""
+    inner = classifier.get_base_model() if hasattr(classifier, "get_base_model") else classifier
+    head = getattr(inner, "score", None)
+    backbone = getattr(inner, getattr(inner, "base_model_prefix", ""), None)
+    if head is None or backbone is None:
+        raise HealError(f"{type(inner).__name__}: per-token values need a decoder sequence classifier with a `score` "
+                        "head (Llama, Qwen, Mistral, GPT-2 …); pass --value_model_path <the policy>")
+    return backbone, head
+
+
+def token_scores(classifier, input_ids, attention_mask, position_ids) -> torch.Tensor:
+    """The classifier's head applied at every position: (B, L) ids → (B, L) scores."""
+    backbone, head = classifier_parts(classifier)
+    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                      use_cache=False).last_hidden_state  # (B, L, H)
+    return head(hidden).squeeze(-1).float()
+
+
+class PolicyAndValue(nn.Module):
+    """Policy and value model as one module: one optimizer, one DDP/FSDP wrapper, one backward."""
+
+    def __init__(self, policy, value_model):
+        super().__init__()
+        self.policy = policy
+        self.value_model = value_model
+
+    def forward(self, input_ids, attention_mask, position_ids, response_length: int):
+        """Logits that predict the last `response_length` tokens (B, T, V) and the values of the states before
+        each of them (B, T)."""
+        logits = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             use_cache=False, logits_to_keep=response_length + 1).logits[:, :-1]
+        values = token_scores(self.value_model, input_ids, attention_mask, position_ids)
+        return logits, values[:, -response_length - 1:-1]
+
+
+def load_policy_and_reference(model_args, training):
+    """(policy, reference or None with LoRA, tokenizer, ModelInfo)."""
+    from heal.models.loading import load_policy
+
+    kwargs = {"dtype": model_args.dtype} if model_args.dtype else {}
+    policy, tokenizer, info = load_policy(model_args.model_name_or_path, revision=model_args.model_revision,
+                                          trust_remote_code=model_args.trust_remote_code, **kwargs)
+    disable_dropout(policy)
+    reference = None
+    if model_args.use_peft:
+        from peft import get_peft_model
+        from trl import get_peft_config
+
+        policy = get_peft_model(policy, get_peft_config(model_args))
+    else:
+        reference = freeze(copy.deepcopy(policy))
+    if training.gradient_checkpointing or training.activation_checkpointing:
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    policy.eval()  # dropout stays off while training (gradients flow in eval mode)
+    return policy, reference, tokenizer, info
+
+
+def load_value_model(path: str, tokenizer, model_args, from_policy: bool):
+    """A one-output sequence classifier from `path` (the reward model, or the policy with a zero-initialised head)."""
+    import logging
+
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity(logging.ERROR)  # "score.weight newly initialised" is expected from a causal LM
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(Path(path).expanduser()) if Path(path).expanduser().exists() else path, num_labels=1,
+            trust_remote_code=model_args.trust_remote_code, **({"dtype": model_args.dtype} if model_args.dtype else {}))
+    except (OSError, ValueError) as e:
+        raise HealError(f"value model {path}: cannot be loaded as a sequence classifier "
+                        f"({str(e).splitlines()[0][:200]})") from None
+    finally:
+        hf_logging.set_verbosity(level)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    _, head = classifier_parts(model)
+    if from_policy:
+        nn.init.zeros_(head.weight)
+        if getattr(head, "bias", None) is not None:
+            nn.init.zeros_(head.bias)
+    disable_dropout(model)
+    if model_args.use_peft:
+        from peft import get_peft_model
+        from trl import get_peft_config
+
+        config = get_peft_config(model_args)
+        config.task_type = "SEQ_CLS"
+        config.modules_to_save = list(config.modules_to_save or []) + ["score"]  # the head always trains
+        model = get_peft_model(model, config)
+    model.eval()
+    return model
+
+
+def same_tokenizer(a, b) -> bool:
+    """Whether two tokenizers share their vocabulary and special tokens (ids can then be handed over as they are)."""
+    if a is b:
+        return True
+    specials = ("pad_token_id", "eos_token_id", "bos_token_id")
+    return a.get_vocab() == b.get_vocab() and all(getattr(a, k) == getattr(b, k) for k in specials)
+
+
+def merged_policy(policy):
+    """The policy as a plain PreTrainedModel (LoRA merged into a copy; the training copy is left as it is)."""
+    if hasattr(policy, "merge_and_unload"):
+        return copy.deepcopy(policy).merge_and_unload()
+    return policy
+
+
+def built_from_heal_tiny(path: str) -> bool:
+    """Whether `path` is a HEAL run folder whose model started as heal-tiny (its heal_run.json says so)."""
+    from heal.models import artifacts
+
+    folder = Path(path).expanduser()
+    run = artifacts.read_run(folder) if folder.is_dir() else None
+    return bool(run) and (run.get("fingerprint") or {}).get("model") == "heal-tiny"
+
+
+def require_policy(name: str | None, stage: str) -> str:
+    """The policy a preference/RL stage starts from: given, loadable by name, and not the untrained heal-tiny."""
+    from heal.models.loading import model_source
+
+    if not name:
+        raise HealError(f"--model_name is required: the policy to start from (the SFT model's folder, `heal sft "
+                        f"--output_dir`)")
+    if model_source(name) == "heal-tiny":
+        raise HealError(f"--model_name heal-tiny: {stage} starts from a trained policy; run `heal sft --model_name "
+                        "heal-tiny …` first and pass its --output_dir")
+    return name

@@ -1,0 +1,246 @@
+"""Everything a PPO run holds between updates, built once: accelerator, models, optimizer, schedule, KL controller,
+batch sizes — and its checkpoints (accelerate's save_state/load_state plus a trainer_state.json written last).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from heal.errors import HealError
+from heal.models import artifacts
+from heal.ppo.config import LR_FULL, LR_LORA, LR_SMALL
+
+STATE_FILE = "trainer_state.json"  # written last: a checkpoint without it is incomplete (heal.models.artifacts)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Batch sizes in TRL's terms (heal.ppo.config) and the number of PPO updates."""
+
+    world_size: int
+    micro_batch: int  # per_device_train_batch_size
+    local_batch: int  # rollouts per process per update
+    batch: int  # rollouts per update, all processes
+    local_mini_batch: int  # rollouts per process per optimizer step
+    accumulation: int  # micro-batches per optimizer step
+    updates: int
+
+
+def batch_sizes(training, world_size: int, n_prompts: int) -> Sizes:
+    micro = training.per_device_train_batch_size
+    local = micro * training.gradient_accumulation_steps
+    if training.num_mini_batches < 1 or local % training.num_mini_batches:
+        raise HealError(f"--num_mini_batches {training.num_mini_batches} must divide the rollouts per process "
+                        f"({local} = per_device_train_batch_size {micro} × gradient_accumulation_steps "
+                        f"{training.gradient_accumulation_steps})")
+    mini = local // training.num_mini_batches
+    if mini % micro:
+        raise HealError(f"a minibatch of {mini} rollouts per process is not a multiple of "
+                        f"--per_device_train_batch_size {micro}; make --gradient_accumulation_steps a multiple of "
+                        f"--num_mini_batches")
+    batch = local * world_size
+    if training.max_steps and training.max_steps > 0:
+        updates = int(training.max_steps)
+    else:
+        episodes = training.total_episodes or int(training.num_train_epochs * n_prompts)
+        updates = max(1, math.ceil(episodes / batch))
+    return Sizes(world_size, micro, local, batch, mini, mini // micro, updates)
+
+
+def default_learning_rate(model_args, policy_path: str) -> float:
+    from heal.ppo.models import built_from_heal_tiny
+
+    if built_from_heal_tiny(policy_path):
+        return LR_SMALL
+    return LR_LORA if model_args.use_peft else LR_FULL
+
+
+@dataclass
+class PPORun:
+    """The live state of a run (one per process)."""
+
+    args: object  # HealPPOConfig
+    accelerator: object
+    model: object  # PolicyAndValue, prepared (DDP-wrapped under torchrun)
+    reference: object  # frozen initial policy, or None with LoRA
+    reward: object  # heal.ppo.rewards source
+    tokenizer: object
+    optimizer: object
+    scheduler: object
+    kl_ctl: object
+    settings: object  # heal.ppo.rollout.RolloutSettings
+    sizes: Sizes
+    prompts: list[dict]
+    step: int = 0  # PPO updates done
+    rollouts_this_run: int = 0  # rollouts this process made since it started (resumes count from 0)
+    updates_this_run: int = 0
+    value_init: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
+
+
+def make_accelerator(training, sizes_accumulation: int, trackers: list):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    precision = "bf16" if training.bf16 else "fp16" if training.fp16 else "no"
+    return Accelerator(cpu=training.use_cpu, mixed_precision=precision, log_with=trackers or None,
+                       gradient_accumulation_steps=sizes_accumulation,
+                       project_config=ProjectConfiguration(project_dir=training.output_dir,
+                                                           logging_dir=str(Path(training.output_dir) / "runs")))
+
+
+def make_optimizer(training, model, total_steps: int):
+    import torch
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=training.learning_rate, betas=(training.adam_beta1, training.adam_beta2),
+                                  eps=training.adam_epsilon, weight_decay=training.weight_decay)
+    warmup = training.get_warmup_steps(total_steps)
+    scheduler = get_scheduler(training.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
+                              num_training_steps=total_steps, scheduler_specific_kwargs=training.lr_scheduler_kwargs)
+    return optimizer, scheduler
+
+
+def trainable_checksum(model) -> float:
+    """Σ of every trainable weight: equal on every process when DDP kept them in sync."""
+    return sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------------
+
+def save_checkpoint(run: PPORun, folder: Path) -> None:
+    """checkpoint-N/: accelerate's state (weights, optimizer, schedule, KL controller, every process's RNG), then
+    trainer_state.json (main process, last). Older checkpoints beyond --save_total_limit are removed."""
+    import shutil
+
+    path = folder / f"checkpoint-{run.step}"
+    run.accelerator.save_state(str(path), safe_serialization=False)
+    run.accelerator.wait_for_everyone()
+    if run.accelerator.is_main_process:
+        from heal.data.io import write_json
+
+        write_json(path / STATE_FILE, {"global_step": run.step, "kl_coef": run.kl_ctl.value,
+                                       "batch_size": run.sizes.batch, "world_size": run.sizes.world_size})
+        limit = run.args.save_total_limit
+        if limit:
+            for _, old in artifacts.checkpoints(folder)[:-limit]:
+                shutil.rmtree(old, ignore_errors=True)
+    run.accelerator.wait_for_everyone()
+
+
+def load_checkpoint(run: PPORun, checkpoint: str) -> None:
+    state = json.loads((Path(checkpoint) / STATE_FILE).read_text(encoding="utf-8"))
+    if state.get("batch_size") != run.sizes.batch:
+        raise HealError(f"--resume_from_checkpoint {checkpoint}: it was trained with {state.get('batch_size')} "
+                        f"rollouts per update, this run has {run.sizes.batch}; keep the batch settings and the "
+                        "number of processes to resume")
+    run.accelerator.load_state(checkpoint)
+    run.step = int(state["global_step"])
+    run.kl_ctl.value = float(state["kl_coef"])
+
+
+# --- building a run ------------------------------------------------------------------------------------------------
+
+def check_settings(training) -> None:
+    """Fail fast on PPO settings that cannot work (before any model is loaded)."""
+    if training.temperature <= 0:
+        raise HealError(f"--temperature {training.temperature:g}: PPO samples its rollouts; use a value > 0 "
+                        "(0.7 is TRL's default)")
+    if training.response_length < 1:
+        raise HealError(f"--response_length {training.response_length}: must be at least 1")
+    if training.missing_eos_penalty is not None and training.missing_eos_penalty < 0:
+        raise HealError(f"--missing_eos_penalty {training.missing_eos_penalty:g}: must be positive (it is "
+                        "subtracted from the score)")
+    if training.kl_target is not None and training.kl_target <= 0:
+        raise HealError(f"--kl_target {training.kl_target:g}: must be positive (or unset for a fixed --kl_coef)")
+    if training.stop_token is not None and training.stop_token_id is not None:
+        raise HealError("--stop_token and --stop_token_id are exclusive; pass one of them")
+    if training.num_ppo_epochs < 1 or training.local_rollout_forward_batch_size < 1:
+        raise HealError("--num_ppo_epochs and --local_rollout_forward_batch_size must be at least 1")
+
+
+def stop_ids(training, tokenizer) -> list[int]:
+    from heal.models.prompting import stop_token_ids
+
+    if training.stop_token_id is not None:
+        return [int(training.stop_token_id)]
+    if training.stop_token == "eos":
+        return [tokenizer.eos_token_id]
+    return stop_token_ids(tokenizer)
+
+
+def value_start(script, reward, policy_path: str) -> tuple[str, bool, str]:
+    """(path, new head?, description) of the value model's starting point (heal.ppo.models)."""
+    from transformers import AutoConfig
+
+    from heal.ppo.rewards import RewardModelSource
+
+    if script.value_model_path:
+        path = script.value_model_path
+        try:
+            architectures = AutoConfig.from_pretrained(path).architectures or []
+        except (OSError, ValueError) as e:
+            raise HealError(f"--value_model_path {path}: cannot read its config ({str(e).splitlines()[0]})") from None
+        new_head = not any(a.endswith("ForSequenceClassification") for a in architectures)
+        return path, new_head, f"{path} (--value_model_path)"
+    if isinstance(reward, RewardModelSource) and reward.same_tokens:
+        return reward.path, False, f"the reward model {reward.path}"
+    why = ("the reward model's tokenizer differs" if isinstance(reward, RewardModelSource) else
+           "the reward is not a model")
+    return policy_path, True, f"the policy {policy_path} with a zero value head ({why})"
+
+
+def build_run(script, training, model_args, prompts: list[dict], sizes: Sizes, credentialed: bool,
+              trackers: list) -> PPORun:
+    from accelerate.utils import set_seed
+
+    from heal.ppo.kl import make_kl_controller
+    from heal.ppo.models import PolicyAndValue, load_policy_and_reference, load_value_model
+    from heal.ppo.rewards import make_reward_source
+    from heal.ppo.rollout import RolloutSettings
+
+    set_seed(training.seed)
+    policy, reference, tokenizer, info = load_policy_and_reference(model_args, training)
+    reward = make_reward_source(script, training, tokenizer, credentialed)
+    value_path, new_head, value_init = value_start(script, reward, model_args.model_name_or_path)
+    value_model = load_value_model(value_path, tokenizer, model_args, new_head)
+    if training.learning_rate is None:
+        training.learning_rate = default_learning_rate(model_args, model_args.model_name_or_path)
+    accelerator = make_accelerator(training, sizes.accumulation, trackers)
+    model = PolicyAndValue(policy, value_model)
+    optimizer, scheduler = make_optimizer(training, model,
+                                          sizes.updates * training.num_ppo_epochs * training.num_mini_batches)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    set_seed(training.seed, device_specific=True)  # each process samples its own responses
+    if reference is not None:
+        reference.to(accelerator.device)
+    settings = RolloutSettings(
+        response_length=training.response_length, temperature=training.temperature,
+        stop_ids=stop_ids(training, tokenizer), max_prompt_length=_max_prompt_length(training, policy),
+        forward_batch_size=training.local_rollout_forward_batch_size,
+        missing_eos_penalty=training.missing_eos_penalty, system_prompt=script.system_prompt)
+    kl_ctl = make_kl_controller(training.kl_coef, training.kl_target, training.kl_horizon)
+    return PPORun(args=training, accelerator=accelerator, model=model, reference=reference,
+                  reward=reward.to(accelerator.device), tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler,
+                  kl_ctl=kl_ctl, settings=settings, sizes=sizes, prompts=prompts, value_init=value_init,
+                  extra={"info": info})
+
+
+def _max_prompt_length(training, policy) -> int:
+    if training.max_prompt_length:
+        return training.max_prompt_length
+    context = getattr(policy.config, "max_position_embeddings", None) or 2048
+    room = context - training.response_length
+    if room < 1:
+        raise HealError(f"--response_length {training.response_length} leaves no room for the prompt in the model's "
+                        f"{context}-token context; lower it")
+    return room

@@ -1,0 +1,356 @@
+"""`heal ppo`: optimise a policy with PPO against a reward model, an AI judge's score or a verifiable rule.
+
+    heal ppo --model_name models/policy_model/pubmedqa_sft --reward_model_path models/reward_model/pubmedqa \
+        --output_dir models/policy_model/pubmedqa_ppo
+    heal ppo --model_name models/policy_model/pubmedqa_sft --reward rule:pubmedqa \
+        --dataset_path data/processed/pubmedqa.csv --output_dir models/policy_model/pubmedqa_ppo_rule
+    heal ppo --config experiments/configs/ppo_tiny_cpu.yaml
+    torchrun --nproc_per_node 2 -m heal.cli ppo …        # two CPU processes (gloo): rollouts split, DDP updates
+
+HEAL's own PPO (TRL removed its PPOTrainer in 1.13), following Huang et al. 2024, "The N+ Implementation Details of
+RLHF with PPO". `ppo_update` below is one PPO update; its numbered steps match docs/ppo.md. The knobs keep TRL 1.12's
+PPOConfig names (heal.ppo.config). The output folder has the layout of every HEAL training run
+(heal.models.artifacts): final policy (loads with AutoModelForCausalLM), model card, resolved_config.yaml,
+metrics.jsonl, ppo_curves.png, samples.jsonl, checkpoint-N/.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from heal.config import make_parser as _make_parser
+from heal.errors import HealError
+from heal.models import artifacts
+from heal.ppo.advantages import gae, masked_mean, masked_whiten, token_rewards
+from heal.ppo.config import CONFIG_TYPES, HealPPOConfig, PPOModelConfig, PPOScriptConfig
+from heal.ppo.kl import kl_penalty
+from heal.ppo.losses import entropy_from_logits, explained_variance, logprobs_of, policy_loss, value_loss
+from heal.ppo.rewards import sequence_inputs
+
+STAGE = "ppo"
+
+
+def make_parser():
+    return _make_parser("heal ppo", __doc__.split("\n")[0], *CONFIG_TYPES)
+
+
+def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelConfig) -> dict:
+    """Train, evaluate and save; return the run summary (also in <output_dir>/heal_run.json)."""
+    from accelerate import PartialState
+
+    from heal.ppo import report, setup
+    from heal.ppo.data import split_prompts
+    from heal.ppo.rewards import parse_reward
+
+    state = PartialState()
+    policy_path = _policy_path(model_args, training)
+    setup.check_settings(training)
+    kind, reward_model = parse_reward(script.reward, training.reward_model_path)
+    if kind == "model":
+        from heal.models.loading import model_source
+
+        model_source(reward_model, "--reward_model_path")
+    trackers = report.trackers(training.report_to)
+    train_records, eval_records, prompts_path = split_prompts(script, reward_model if kind == "model" else None,
+                                                              training.seed)
+    sizes = setup.batch_sizes(training, state.num_processes, len(train_records))
+    folder = Path(training.output_dir)
+    checkpoint = _claim(folder, script, training, policy_path, prompts_path, state)
+    credentialed = _credentialed(train_records, prompts_path)
+    run = setup.build_run(script, training, model_args, train_records, sizes, credentialed, trackers)
+    if checkpoint:
+        setup.load_checkpoint(run, checkpoint)
+    if state.is_main_process:
+        config = artifacts.config_dict(script, training, model_args)
+        artifacts.write_config(folder, {**config, "resume_from_checkpoint": None})
+    run.accelerator.init_trackers(training.run_name or "heal-ppo", config=_flat_config(script, training))
+    results = train(run, eval_records, folder, script, resumed=checkpoint is not None)
+    weights = _save_final(run, model_args, folder)
+    ranks = _rank_stats(run)
+    if state.is_main_process:
+        summary = _finish(run, folder, script, model_args, prompts_path, train_records, eval_records, results,
+                          weights, ranks, checkpoint, credentialed)
+        _print_summary(summary, folder)
+    state.wait_for_everyone()
+    if trackers:
+        run.accelerator.end_training()  # also ends the process group: nothing distributed may follow
+    return artifacts.read_run(folder) or {}
+
+
+# --- the PPO loop --------------------------------------------------------------------------------------------------
+
+def train(run, eval_records: list[dict], folder: Path, script, resumed: bool) -> dict:
+    """Evaluate, run the remaining PPO updates (logging and checkpointing), evaluate again."""
+    from tqdm.auto import tqdm
+
+    from heal.ppo import report
+    from heal.ppo.setup import save_checkpoint
+
+    acc, args = run.accelerator, run.args
+    results = _earlier_eval(folder) if resumed else {}
+    if eval_records and script.eval_before_training and not resumed:
+        results.update(_evaluate(run, eval_records, "eval_before"))
+        _log(run, folder, results)
+    started = time.perf_counter()
+    every = max(1, run.sizes.updates // args.num_sample_generations) if args.num_sample_generations else 0
+    with tqdm(total=run.sizes.updates, initial=run.step, desc="PPO updates", unit="update",
+              disable=args.disable_tqdm or not acc.is_main_process) as bar:
+        while run.step < run.sizes.updates:
+            metrics, rollout = ppo_update(run)
+            run.step += 1
+            if run.step % max(1, int(args.logging_steps)) == 0 or run.step == run.sizes.updates:
+                _log(run, folder, metrics)
+            if every and (run.step % every == 0 or run.step == 1) and acc.is_main_process:
+                report.append_samples(folder, run.step, rollout, rollout.scores.tolist())
+            if args.save_strategy != "no" and run.step % max(1, int(args.save_steps)) == 0:
+                save_checkpoint(run, folder)
+            bar.update(1)
+            bar.set_postfix(score=f"{metrics['objective/scores']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
+    results.update({"train/updates": run.step, "train/episodes": run.step * run.sizes.batch,
+                    "train/wall_seconds": time.perf_counter() - started})
+    if eval_records:
+        after = _evaluate(run, eval_records, "eval")
+        _log(run, folder, after)
+        results.update(after)
+    return results
+
+
+def ppo_update(run) -> tuple[dict, object]:
+    """One PPO update (Huang et al. 2024). The numbered steps are those of docs/ppo.md."""
+    from heal.ppo.data import batch_indices
+    from heal.ppo.rollout import make_rollout
+
+    args, sizes, acc = run.args, run.sizes, run.accelerator
+    started = time.perf_counter()
+    # 1. This process's prompts for this update: a seeded order, so a resumed run reads the same prompts.
+    picks = batch_indices(len(run.prompts), run.step, sizes.batch, acc.process_index, sizes.local_batch, args.seed)
+    # 2–5. Roll out (heal.ppo.rollout): generate T tokens, truncate after the stop token, score each response
+    #      (reward model / judge / rule, missing-EOS penalty), then log π_old, log π_ref and V without gradients.
+    rollout = make_rollout(run.unwrapped, run.reference, run.reward, run.tokenizer,
+                           [run.prompts[i] for i in picks], run.settings)
+    mask = rollout.response_mask.float()  # (B, T)
+    # 6. Per-token rewards: −β·KL(π‖π_ref) on every real token, plus the score at the last real token;
+    #    optionally whitened (scale only).
+    kl = kl_penalty(rollout.logprobs, rollout.ref_logprobs, args.kl_estimator) * mask  # (B, T)
+    rewards = token_rewards(rollout.scores, kl, mask, run.kl_ctl.value)
+    if args.whiten_rewards:
+        rewards = masked_whiten(rewards, mask, shift_mean=False)
+    # 7. Advantages and returns by GAE (γ, λ), then advantages whitened over the batch's real tokens.
+    advantages, returns = gae(rewards, rollout.values, mask, args.gamma, args.lam)
+    advantages = masked_whiten(advantages, mask)
+    rollout_seconds = time.perf_counter() - started
+    # 8. PPO epochs × minibatches × micro-batches: clipped policy loss + vf_coef · clipped value loss.
+    stats = optimise(run, rollout, advantages, returns)
+    # 9. Metrics (averaged over processes), then adapt β to the measured KL (a fixed β stays).
+    metrics = _rollout_metrics(run, rollout, kl, returns, mask)
+    run.kl_ctl.update(metrics["objective/kl"], sizes.batch)
+    run.rollouts_this_run += len(picks)
+    run.updates_this_run += 1
+    metrics.update(stats)
+    metrics.update({"train/learning_rate": run.scheduler.get_last_lr()[0],
+                    "train/episode": (run.step + 1) * sizes.batch, "time/rollout_seconds": rollout_seconds,
+                    "time/update_seconds": time.perf_counter() - started - rollout_seconds})
+    return metrics, rollout
+
+
+def optimise(run, rollout, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+    """num_ppo_epochs passes over the rollouts in a fresh random order; one optimizer step per minibatch, whose
+    micro-batches accumulate gradients (synchronised across processes at the optimizer step)."""
+    args, sizes, acc = run.args, run.sizes, run.accelerator
+    inputs = sequence_inputs(rollout.query, rollout.query_mask, rollout.response, rollout.response_mask)
+    totals: dict[str, list[float]] = defaultdict(list)
+    for _ in range(args.num_ppo_epochs):
+        order = torch.randperm(sizes.local_batch, device=rollout.response.device)
+        for mini_start in range(0, sizes.local_batch, sizes.local_mini_batch):
+            minibatch = order[mini_start:mini_start + sizes.local_mini_batch]
+            for micro_start in range(0, sizes.local_mini_batch, sizes.micro_batch):
+                idx = minibatch[micro_start:micro_start + sizes.micro_batch]
+                with acc.accumulate(run.model):
+                    step_stats = _micro_step(run, [t[idx] for t in inputs], rollout, idx, advantages, returns)
+                for key, value in step_stats.items():
+                    totals[key].append(value)
+    means = {key: torch.tensor(values).mean() for key, values in totals.items()}
+    ratios = torch.tensor(totals.pop("val/ratio"))
+    means["val/ratio_var"] = ratios.var(unbiased=False) if len(ratios) > 1 else torch.tensor(0.0)
+    return {key: acc.reduce(value.to(acc.device), "mean").item() for key, value in means.items()}
+
+
+def _micro_step(run, inputs, rollout, idx, advantages, returns) -> dict:
+    """Forward, both clipped losses, backward; the optimizer steps when the minibatch's last micro-batch is done."""
+    args, acc = run.args, run.accelerator
+    input_ids, attention_mask, position_ids = inputs
+    mask = rollout.response_mask[idx].float()
+    logits, values = run.model(input_ids, attention_mask, position_ids, rollout.response.shape[1])
+    logits = logits / (args.temperature + 1e-7)  # the sampling temperature, as in the rollout
+    logprobs = logprobs_of(logits, rollout.response[idx])
+    pg_loss, pg = policy_loss(logprobs, rollout.logprobs[idx], advantages[idx], mask, args.cliprange)
+    vf_loss, vf_clipfrac = value_loss(values, rollout.values[idx], returns[idx], mask, args.cliprange_value)
+    loss = pg_loss + args.vf_coef * vf_loss
+    acc.backward(loss)
+    if acc.sync_gradients and args.max_grad_norm:
+        acc.clip_grad_norm_(run.model.parameters(), args.max_grad_norm)
+    run.optimizer.step()
+    if acc.sync_gradients:
+        run.scheduler.step()
+    run.optimizer.zero_grad()
+    with torch.no_grad():
+        entropy = masked_mean(entropy_from_logits(logits.float()), mask)
+    return {"loss/policy": pg_loss.item(), "loss/value": vf_loss.item(), "policy/approxkl": pg["approxkl"].item(),
+            "policy/clipfrac": pg["clipfrac"].item(), "policy/entropy": entropy.item(), "val/clipfrac":
+            vf_clipfrac.item(), "val/ratio": pg["ratio"].item()}
+
+
+def _rollout_metrics(run, rollout, kl: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> dict:
+    acc, beta = run.accelerator, run.kl_ctl.value
+    non_score = -beta * kl.sum(1)  # (B,)
+    local = {"objective/kl": kl.sum(1).mean(), "objective/entropy": (-rollout.logprobs).sum(1).mean(),
+             "objective/non_score_reward": non_score.mean(),
+             "objective/rlhf_reward": (rollout.scores + non_score).mean(),
+             "objective/scores": rollout.scores.mean(),
+             "val/explained_var": explained_variance(rollout.values, returns, mask),
+             "response/eos_rate": rollout.has_stop.float().mean(), "response/length": mask.sum(1).mean()}
+    metrics = {key: acc.reduce(value.detach().float().to(acc.device), "mean").item() for key, value in local.items()}
+    metrics["val/num_eos_tokens"] = int(acc.reduce(rollout.has_stop.sum().to(acc.device), "sum").item())
+    metrics["objective/kl_coef"] = beta
+    return metrics
+
+
+def _evaluate(run, records: list[dict], prefix: str) -> dict:
+    from heal.ppo.evaluate import evaluate
+
+    return evaluate(run.unwrapped.policy, run.tokenizer, run.reward, run.settings, records, run.accelerator, prefix)
+
+
+def _log(run, folder: Path, metrics: dict) -> None:
+    from heal.ppo import report
+
+    if run.accelerator.is_main_process:
+        report.append_row(folder, run.step, metrics)
+    run.accelerator.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=run.step)
+
+
+def _earlier_eval(folder: Path) -> dict:
+    """On resume: the before-training evaluation the first attempt logged at step 0."""
+    rows = [r for r in artifacts.read_metrics(folder) if r.get("step") == 0]
+    return {k: v for r in rows for k, v in r.items() if k.startswith("eval_before/")}
+
+
+# --- setting up and finishing --------------------------------------------------------------------------------------
+
+def _policy_path(model_args: PPOModelConfig, training: HealPPOConfig) -> str:
+    from heal.ppo.models import require_policy
+
+    if training.sft_model_path:
+        model_args.model_name_or_path = training.sft_model_path
+    name = require_policy(model_args.model_name_or_path, "PPO")
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        raise HealError("--load_in_4bit/--load_in_8bit: quantized PPO is not supported; use --use_peft (LoRA)")
+    return name
+
+
+def _claim(folder: Path, script, training, policy_path: str, prompts_path: str, state) -> str | None:
+    """Check and claim the output folder; return the checkpoint to resume from, if any."""
+    fingerprint = {"stage": STAGE, "model": policy_path, "reward": script.reward or training.reward_model_path,
+                   "dataset_path": str(Path(prompts_path).resolve())}
+    resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
+    mode = artifacts.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
+    checkpoint = artifacts.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
+    state.wait_for_everyone()
+    if state.is_main_process:
+        artifacts.claim_output_dir(folder, mode, fingerprint, STAGE)
+        if checkpoint:
+            artifacts.truncate_metrics(folder, int(Path(checkpoint).name.rsplit("-", 1)[-1]))
+    state.wait_for_everyone()
+    return checkpoint
+
+
+def _credentialed(records: list[dict], path: str) -> bool:
+    from heal.data.schema import is_credentialed
+
+    return is_credentialed(records, path)
+
+
+def _flat_config(script, training) -> dict:
+    keys = ("learning_rate", "kl_coef", "kl_estimator", "kl_target", "response_length", "temperature",
+            "num_ppo_epochs", "num_mini_batches", "per_device_train_batch_size", "gradient_accumulation_steps",
+            "cliprange", "cliprange_value", "vf_coef", "gamma", "lam", "whiten_rewards", "seed")
+    config = {k: getattr(training, k) for k in keys}
+    config["reward"] = script.reward or "reward model"
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def _save_final(run, model_args, folder: Path) -> str:
+    """The policy (LoRA merged) to the staging folder, with stop ids in its generation config."""
+    from heal.ppo.models import merged_policy
+
+    acc = run.accelerator
+    acc.wait_for_everyone()
+    weights = (f"LoRA (r={model_args.lora_r}, alpha={model_args.lora_alpha}) merged into the base weights"
+               if model_args.use_peft else "full model (all weights trained)")
+    if acc.is_main_process:
+        staging = artifacts.staging_dir(folder)
+        policy = merged_policy(run.unwrapped.policy)
+        policy.generation_config.eos_token_id = run.settings.stop_ids
+        policy.save_pretrained(staging)
+        run.tokenizer.save_pretrained(staging)
+    acc.wait_for_everyone()
+    return weights
+
+
+def _rank_stats(run) -> list[dict]:
+    """Every process's own counts (gathered: each process must call this)."""
+    from accelerate.utils import gather_object
+
+    from heal.ppo.setup import trainable_checksum
+
+    stats = {"rank": run.accelerator.process_index, "rollouts": run.rollouts_this_run,
+             "updates": run.updates_this_run, "trainable_checksum": trainable_checksum(run.unwrapped)}
+    return gather_object([stats])
+
+
+def _finish(run, folder: Path, script, model_args, prompts_path, train_records, eval_records, results: dict,
+            weights: str, ranks: list[dict], checkpoint: str | None, credentialed: bool) -> dict:
+    from heal.ppo import report
+
+    report.plot_curves(folder, f"{folder.name}: PPO on {script.task()}")
+    metrics = report.key_metrics(results, folder)
+    reward_desc = (f"the reward model `{run.args.reward_model_path}`" if not script.reward else
+                   f"`{script.reward}`" + (" (an AI judge's score: d-RLAIF)" if script.reward.startswith("judge:")
+                                           else " (a verifiable rule)"))
+    card = report.model_card(folder, script, run.args, model_args, run.extra["info"], reward_desc, run.value_init,
+                             prompts_path, len(train_records), len(eval_records), metrics, weights, credentialed)
+    card.write(folder / artifacts.STAGING)
+    files = artifacts.publish(folder)
+    return artifacts.update_run(
+        folder, status="complete", weights=weights, files=files, metrics=metrics, reward=reward_desc,
+        value_init=run.value_init, resumed_from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint
+        else None, distributed={"world_size": run.sizes.world_size, "ranks": ranks},
+        batch={"rollouts_per_update": run.sizes.batch, "rollouts_per_process": run.sizes.local_batch,
+               "updates": run.sizes.updates},
+        data={"prompts": prompts_path, "train_prompts": len(train_records), "eval_prompts": len(eval_records)})
+
+
+def _print_summary(run: dict, folder: Path) -> None:
+    m = run.get("metrics", {})
+    lines = [f"heal ppo: {m.get('train/updates', '?')} updates × {run['batch']['rollouts_per_update']} rollouts "
+             f"against {run['reward']}"]
+    for key, name in (("score", "held-out reward (greedy)"), ("accuracy", "held-out accuracy")):
+        if f"eval/{key}" in m:
+            before = f"{m[f'eval_before/{key}']:.3f} → " if f"eval_before/{key}" in m else ""
+            lines.append(f"  {name}: {before}{m[f'eval/{key}']:.3f}")
+    if "objective/kl_last" in m:
+        lines.append(f"  training reward {m['objective/scores_first']:.3f} → {m['objective/scores_last']:.3f}, "
+                     f"KL to the reference {m['objective/kl_last']:.3f}")
+    lines.append(f"  policy ({run['weights']}) → {folder}; model card, metrics.jsonl, ppo_curves.png beside it")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    from heal.cli import run as _run
+
+    sys.exit(_run(["ppo", *sys.argv[1:]]))
