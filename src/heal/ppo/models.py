@@ -8,7 +8,9 @@ the reward (a frozen reward model, an AI judge or a rule; heal.ppo.rewards).
   policy's tokenizer — a value per policy token needs the same tokens — else from the policy, with a zero head (so
   V ≡ 0 at the start). LoRA applies to it too; its head always trains fully.
 - Dropout is off in every model (Huang et al. 2024, detail 6): with dropout the log-probabilities of the rollout and
-  of the update would differ for the same weights, and the ratio π/π_old would not start at 1.
+  of the update would differ for the same weights, and the ratio π/π_old would not start at 1. Every dropout
+  probability is set to 0 (LoRA's included), so train mode (needed by gradient checkpointing) and eval mode compute
+  the same function.
 """
 
 from __future__ import annotations
@@ -86,7 +88,6 @@ def load_policy_and_reference(model_args, training):
     kwargs = {"dtype": model_args.dtype} if model_args.dtype else {}
     policy, tokenizer, info = load_policy(model_args.model_name_or_path, revision=model_args.model_revision,
                                           trust_remote_code=model_args.trust_remote_code, **kwargs)
-    disable_dropout(policy)
     reference = None
     if model_args.use_peft:
         from peft import get_peft_model
@@ -95,9 +96,9 @@ def load_policy_and_reference(model_args, training):
         policy = get_peft_model(policy, get_peft_config(model_args))
     else:
         reference = freeze(copy.deepcopy(policy))
+    disable_dropout(policy)  # after PEFT, whose LoRA layers bring their own dropout
     if training.gradient_checkpointing or training.activation_checkpointing:
         policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    policy.eval()  # dropout stays off while training (gradients flow in eval mode)
     return policy, reference, tokenizer, info
 
 
@@ -125,7 +126,6 @@ def load_value_model(path: str, tokenizer, model_args, from_policy: bool):
         nn.init.zeros_(head.weight)
         if getattr(head, "bias", None) is not None:
             nn.init.zeros_(head.bias)
-    disable_dropout(model)
     if model_args.use_peft:
         from peft import get_peft_model
         from trl import get_peft_config
@@ -134,7 +134,7 @@ def load_value_model(path: str, tokenizer, model_args, from_policy: bool):
         config.task_type = "SEQ_CLS"
         config.modules_to_save = list(config.modules_to_save or []) + ["score"]  # the head always trains
         model = get_peft_model(model, config)
-    model.eval()
+    disable_dropout(model)
     return model
 
 

@@ -131,6 +131,7 @@ def ppo_update(run) -> tuple[dict, object]:
     picks = batch_indices(len(run.prompts), run.step, sizes.batch, acc.process_index, sizes.local_batch, args.seed)
     # 2–5. Roll out (heal.ppo.rollout): generate T tokens, truncate after the stop token, score each response
     #      (reward model / judge / rule, missing-EOS penalty), then log π_old, log π_ref and V without gradients.
+    run.model.eval()
     rollout = make_rollout(run.unwrapped, run.reference, run.reward, run.tokenizer,
                            [run.prompts[i] for i in picks], run.settings)
     mask = rollout.response_mask.float()  # (B, T)
@@ -145,6 +146,7 @@ def ppo_update(run) -> tuple[dict, object]:
     advantages = masked_whiten(advantages, mask)
     rollout_seconds = time.perf_counter() - started
     # 8. PPO epochs × minibatches × micro-batches: clipped policy loss + vf_coef · clipped value loss.
+    run.model.train()  # dropout is 0 everywhere: train mode only lets gradient checkpointing work
     stats = optimise(run, rollout, advantages, returns)
     # 9. Metrics (averaged over processes), then adapt β to the measured KL (a fixed β stays).
     metrics = _rollout_metrics(run, rollout, kl, returns, mask)
@@ -223,6 +225,7 @@ def _rollout_metrics(run, rollout, kl: torch.Tensor, returns: torch.Tensor, mask
 def _evaluate(run, records: list[dict], prefix: str) -> dict:
     from heal.ppo.evaluate import evaluate
 
+    run.model.eval()
     return evaluate(run.unwrapped.policy, run.tokenizer, run.reward, run.settings, records, run.accelerator, prefix)
 
 
