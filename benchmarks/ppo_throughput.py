@@ -88,16 +88,16 @@ def heal_worker(args, paths: dict, naive: bool) -> dict:
     if naive:
         rollout.generate = naive_generate  # one prompt at a time, no KV cache
         run.settings.forward_batch_size = 1
-    times, tokens = [], 0
+    times, rollout_times = [], []
     for update in range(args.updates + 1):
         started = time.perf_counter()
         metrics, _ = ppo_update(run)
         run.step += 1
         if update:  # the first update is a warm-up
             times.append(time.perf_counter() - started)
-            tokens += metrics["response/length"] * sizes.batch
+            rollout_times.append(metrics["time/rollout_seconds"])
     return {"seconds_per_update": sum(times) / len(times), "rollouts": args.batch * args.updates,
-            "seconds": sum(times), "response_tokens": tokens, "peak_rss_mb": peak_rss_mb(),
+            "seconds": sum(times), "rollout_seconds": sum(rollout_times) / len(times), "peak_rss_mb": peak_rss_mb(),
             "versions": _versions()}
 
 
@@ -165,7 +165,7 @@ def trl_worker(args, paths: dict) -> dict:
     trainer.train()
     times = [b - a for a, b in zip(stamps, stamps[1:])]  # update 1 (warm-up) ends at stamps[0]
     return {"seconds_per_update": sum(times) / len(times), "rollouts": args.batch * len(times),
-            "seconds": sum(times), "response_tokens": None, "peak_rss_mb": peak_rss_mb(), "versions": _versions()}
+            "seconds": sum(times), "rollout_seconds": None, "peak_rss_mb": peak_rss_mb(), "versions": _versions()}
 
 
 def _versions() -> str:
@@ -192,11 +192,12 @@ def table(results: dict[str, dict], args) -> str:
     base = results["HEAL"]
     lines = [f"PPO on heal-tiny, {args.batch} rollouts/update, {args.response_length}-token responses, "
              f"{args.updates} timed updates, {args.threads} thread(s) per process", "",
-             "| contender | s / update | rollouts / s | peak RSS (MB) | time vs HEAL | versions |",
-             "|---|---|---|---|---|---|"]
+             "| contender | s / update | of which rollout (steps 1–7) | rollouts / s | peak RSS (MB) | time vs HEAL | "
+             "versions |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         ratio = r["seconds_per_update"] / base["seconds_per_update"]
-        lines.append(f"| {name} | {r['seconds_per_update']:.2f} | {r['rollouts'] / r['seconds']:.1f} | "
+        rollout = f"{r['rollout_seconds']:.2f}" if r["rollout_seconds"] is not None else "n/a"
+        lines.append(f"| {name} | {r['seconds_per_update']:.2f} | {rollout} | {r['rollouts'] / r['seconds']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} | {ratio:.2f}× | {r['versions']} |")
     return "\n".join(lines)
 

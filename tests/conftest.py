@@ -84,10 +84,12 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def reward_tiny_run(tmp_path_factory, sft_tiny_run):
     """A finished `heal reward` run on `sft_tiny_run` that prefers an answer starting "No." to the same answer starting
-    "Yes." — a reward a PPO test can move the policy towards within a few updates (the SFT policy answers "Yes.").
+    "Yes.", "Maybe." or with no decision — a reward a PPO test can move the policy towards within a few updates (the
+    SFT policy answers "Yes.").
 
     Trained on 40 synthetic PubMedQA prompts (a preference file, recorded as its dataset_path), so the seed's PPO
-    command, whose prompts default to the reward model's, has few of them.
+    command, whose prompts default to the reward model's, has few of them. Raw scores (no normalisation): the chosen
+    answers are near-identical, so their std would be tiny and normalised scores huge.
     {"dir": the output folder, "pairs": the preference file}
     """
     from heal.cli import run
@@ -96,11 +98,12 @@ def reward_tiny_run(tmp_path_factory, sft_tiny_run):
     folder = tmp_path_factory.mktemp("reward_tiny")
     records = io.read_records(sft_tiny_run["data"]["train"])[:40]
     pairs = folder / "prefers_no.jsonl"
-    io.write_records(pairs, [{"prompt": r["prompt"], "chosen": "No. " + r["long_answer"],
-                              "rejected": "Yes. " + r["long_answer"]} for r in records])
+    io.write_records(pairs, [{"prompt": r["prompt"], "chosen": "No. " + r["long_answer"], "rejected": rejected}
+                             for r in records
+                             for rejected in ("Yes. " + r["long_answer"], "Maybe. " + r["long_answer"], r["long_answer"])])
     out = folder / "rm"
     argv = ["reward", "--dataset_path", str(pairs), "--model_name", str(sft_tiny_run["dir"]), "--output_dir",
-            str(out), "--max_steps", "15", "--learning_rate", "1e-3", "--per_device_train_batch_size", "8",
-            "--eval_split_size", "0", "--save_steps", "1000", *QUICK_FLAGS]
+            str(out), "--max_steps", "40", "--learning_rate", "1e-3", "--per_device_train_batch_size", "8",
+            "--eval_split_size", "0", "--save_steps", "1000", "--normalize_rewards", "false", *QUICK_FLAGS]
     assert run(argv) == 0
     return {"dir": out, "pairs": pairs}

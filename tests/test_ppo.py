@@ -83,7 +83,7 @@ def _assert_artifacts(out, reward: str, estimator: str):
     run = artifacts.read_run(out)
     assert run["status"] == "complete"
     for name in ("config.json", "model.safetensors", "README.md", "resolved_config.yaml", "metrics.jsonl",
-                 "ppo_curves.png", "samples.jsonl", "tokenizer.json"):
+                 "ppo_curves.png", "samples.jsonl", "eval_answers.jsonl", "tokenizer.json"):
         assert (out / name).exists(), name
     assert not (out / artifacts.STAGING).exists()
     card = (out / "README.md").read_text()
@@ -101,15 +101,22 @@ def test_reward_model_with_lora_raises_its_score(sft_tiny_run, reward_tiny_run, 
     code, _, err = heal(capsys, "ppo", "--model_name", sft_tiny_run["dir"], "--reward_model_path",
                         reward_tiny_run["dir"], "--dataset_path", sft_tiny_run["data"]["train"],
                         "--eval_dataset_path", sft_tiny_run["data"]["dev"], "--output_dir", out,
-                        "--response_length", "8", "--max_steps", "20", "--per_device_train_batch_size", "16",
+                        "--response_length", "8", "--max_steps", "30", "--per_device_train_batch_size", "16",
                         "--use_peft", "--lora_r", "16", "--lora_alpha", "32", "--learning_rate", "3e-3",
-                        "--kl_estimator", "k3", "--missing_eos_penalty", "1.0", *FAST)
+                        "--kl_estimator", "k3", *FAST)
     assert code == 0, err
     run = artifacts.read_run(out)
     m = run["metrics"]
-    # scores are normalised (chosen answers: mean 0, std 1); this reward model scores "Yes." ≈ −1.2, "No." ≈ 0.1
-    assert m["eval/score"] > m["eval_before/score"] + 1.0
-    assert m["objective/scores_last"] > m["objective/scores_first"] + 0.1
+    # raw scores. Trained on 40 prompts, this reward model also scores text it never saw above "Yes.": PPO finds
+    # whatever scores highest (reward hacking: what the KL penalty and missing_eos_penalty are there to limit)
+    assert m["eval/score"] > m["eval_before/score"] + 0.5
+    rows = _rows(out)
+    assert sum(r["objective/scores"] for r in rows[-5:]) / 5 > rows[0]["objective/scores"] + 0.5
+    answers = [json.loads(line) for line in (out / "eval_answers.jsonl").read_text().splitlines()]
+    before = [a["text"] for a in answers if a["when"] == "eval_before"]
+    after = [a["text"] for a in answers if a["when"] == "eval"]
+    assert len(before) == len(after) == 20 and before.count("Yes.") >= 16  # the SFT policy's answer
+    assert sum(text != "Yes." for text in after) >= 16  # PPO moved the greedy answers away from it
     assert all(r["objective/kl"] >= -1e-6 for r in _rows(out))  # k3 is never negative
     assert run["value_init"] == f"the reward model {reward_tiny_run['dir']}"  # Huang et al.: value from the RM
     assert "LoRA (r=16" in run["weights"]
@@ -125,14 +132,17 @@ def test_the_judges_score_is_the_reward(sft_tiny_run, no_prompts, tmp_path, caps
     code, _, err = heal(capsys, "ppo", "--model_name", sft_tiny_run["dir"], "--reward", f"judge:{judge}",
                         "--dataset_path", no_prompts["train"], "--eval_split_size", "0", "--output_dir", out,
                         "--response_length", "6", "--max_steps", "2", "--per_device_train_batch_size", "8",
-                        "--num_sample_generations", "2", *FAST)
+                        "--num_sample_generations", "2", "--missing_eos_penalty", "0.5", *FAST)
     assert code == 0, err
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     from heal.feedback.judges import JudgeItem, make_judge
 
     again = make_judge(judge).score([JudgeItem(prompt=s["prompt"], a=s["response"]) for s in samples])
-    assert [s["score"] for s in samples] == pytest.approx(again, abs=1e-5)
     assert all(0.0 <= s <= 1.0 for s in again)
+    # the reward is the judge's score, less the missing-EOS penalty for a response that never stopped
+    expected = [score - (0.0 if s["stopped"] else 0.5) for s, score in zip(samples, again)]
+    assert [s["score"] for s in samples] == pytest.approx(expected, abs=1e-5)
+    assert any(not s["stopped"] for s in samples)  # 6 tokens: some responses are cut off
     assert "an AI judge's score" in (out / "README.md").read_text()
 
 

@@ -37,6 +37,7 @@ def main(script: DPOScriptConfig, training: HealDPOConfig, model_args: DPOModelC
     from accelerate import PartialState
 
     from heal.ppo.models import require_policy
+    from heal.ppo.setup import claim_run_folder
     from heal.reward.data import load_pairs
     from heal.sft.train import _save_final, _train_and_evaluate
 
@@ -47,15 +48,11 @@ def main(script: DPOScriptConfig, training: HealDPOConfig, model_args: DPOModelC
                    "dataset_path": str(Path(script.dataset_path).resolve()) if script.dataset_path else None,
                    "use_peft": model_args.use_peft}
     resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    mode = artifacts.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
-    checkpoint = artifacts.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
+    artifacts.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)  # fail before any work
     if not script.judge:  # bad pairs are reported before the output folder is touched
         train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
-    if state.is_main_process:
-        artifacts.claim_output_dir(folder, mode, fingerprint, STAGE)
-        if checkpoint:
-            artifacts.truncate_metrics(folder, int(Path(checkpoint).name.rsplit("-", 1)[-1]))
-    state.wait_for_everyone()
+    checkpoint = claim_run_folder(folder, fingerprint, training.resume_from_checkpoint, script.overwrite_output_dir,
+                                  STAGE, state)
     if script.judge:  # AI labelling keeps its pairs in the run folder
         train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
     model, tokenizer, info = _load(model_args, training, policy)
@@ -129,6 +126,7 @@ def _finish(folder: Path, script, training, model_args, info, train_pairs, eval_
     from heal.data.schema import is_credentialed
     from heal.models.card import ModelCard
     from heal.ppo.report import USAGE
+    from heal.ppo.setup import checkpoint_step
 
     artifacts.plot_loss_curve(folder, f"{folder.name}: DPO on {script.task()}")
     metrics = {k: results[k] for k in KEY_METRICS if results.get(k) is not None}
@@ -149,7 +147,7 @@ def _finish(folder: Path, script, training, model_args, info, train_pairs, eval_
     files = artifacts.publish(folder)
     return artifacts.update_run(folder, status="complete", weights=weights, files=files, metrics=metrics,
                                 pairs=provenance, data={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)},
-                                resumed_from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else None)
+                                resumed_from_step=checkpoint_step(checkpoint))
 
 
 def _print_summary(run: dict, folder: Path) -> None:

@@ -72,18 +72,12 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
 
 
 def _claim(folder: Path, script, training, policy: str, prompts_path: str, state) -> str | None:
+    from heal.ppo.setup import claim_run_folder
+
     fingerprint = {"stage": STAGE, "model": policy, "reward": script.reward or training.reward_model_path,
                    "dataset_path": str(Path(prompts_path).resolve())}
-    resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    mode = artifacts.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
-    checkpoint = artifacts.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
-    state.wait_for_everyone()
-    if state.is_main_process:
-        artifacts.claim_output_dir(folder, mode, fingerprint, STAGE)
-        if checkpoint:
-            artifacts.truncate_metrics(folder, int(Path(checkpoint).name.rsplit("-", 1)[-1]))
-    state.wait_for_everyone()
-    return checkpoint
+    return claim_run_folder(folder, fingerprint, training.resume_from_checkpoint, script.overwrite_output_dir, STAGE,
+                            state)
 
 
 def _load(model_args, training, policy: str):
@@ -144,8 +138,13 @@ def _train_and_evaluate(trainer, script, training, eval_records: list[dict], cre
                                    max_prompt_length=_max_prompt_length(trainer.model, training), forward_batch_size=32)
 
         def held_out(prefix: str) -> dict:
+            from heal.ppo.report import write_eval_answers
+
             policy = trainer.accelerator.unwrap_model(trainer.model)
-            return evaluate(policy, tokenizer, reward, settings, eval_records, trainer.accelerator, prefix)
+            metrics, rows = evaluate(policy, tokenizer, reward, settings, eval_records, trainer.accelerator, prefix)
+            if trainer.accelerator.is_main_process:
+                write_eval_answers(training.output_dir, prefix, rows)
+            return metrics
 
         if checkpoint is None:
             results.update(held_out("eval_before"))
@@ -174,6 +173,7 @@ def _finish(folder: Path, script, training, info, prompts_path, train_records, e
             weights: str, checkpoint: str | None, credentialed: bool) -> dict:
     from heal.models.card import ModelCard
     from heal.ppo.report import USAGE
+    from heal.ppo.setup import checkpoint_step
 
     artifacts.plot_loss_curve(folder, f"{folder.name}: GRPO on {script.task()}")
     metrics = {k: results[k] for k in KEY_METRICS if results.get(k) is not None}
@@ -194,7 +194,7 @@ def _finish(folder: Path, script, training, info, prompts_path, train_records, e
     return artifacts.update_run(folder, status="complete", weights=weights, files=files, metrics=metrics, reward=reward,
                                 data={"prompts": prompts_path, "train_prompts": len(train_records),
                                       "eval_prompts": len(eval_records)},
-                                resumed_from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else None)
+                                resumed_from_step=checkpoint_step(checkpoint))
 
 
 def _print_summary(run: dict, folder: Path) -> None:

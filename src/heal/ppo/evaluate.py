@@ -1,7 +1,8 @@
 """Before/after evaluation on held-out prompts: greedy answers (what a deployed model says), scored by the run's
 reward source, plus PubMedQA accuracy when the records carry a yes/no/maybe label.
 
-Every process answers its share of the prompts (every world_size-th); the results are gathered.
+Every process answers its share of the prompts (every world_size-th); the results are gathered. The answers
+themselves go to eval_answers.jsonl (heal.ppo.report), so a reader can see what changed, not only by how much.
 
     eval/score      mean reward of the greedy answers (the reward model's normalised score, the judge's or rule's)
     eval/accuracy   share of answers whose first yes/no/maybe matches the label (records with a label only)
@@ -20,9 +21,10 @@ from heal.ppo.rollout import decode, encode_prompts, generate, left_pad, truncat
 
 
 @torch.no_grad()
-def evaluate(policy, tokenizer, reward, settings, records: list[dict], accelerator, prefix: str = "eval") -> dict:
-    """Greedy answers to `records` by `policy` (an unwrapped causal LM), scored by `reward` (heal.ppo.rewards);
-    `settings` is a heal.ppo.rollout.RolloutSettings (response length, stop ids, prompt length, batch size)."""
+def evaluate(policy, tokenizer, reward, settings, records: list[dict], accelerator,
+             prefix: str = "eval") -> tuple[dict, list[dict]]:
+    """(metrics, one row per answer) for greedy answers to `records` by `policy` (an unwrapped causal LM), scored by
+    `reward` (heal.ppo.rewards); `settings` is a heal.ppo.rollout.RolloutSettings (length, stop ids, batch size)."""
     from accelerate.utils import gather_object
 
     mine = records[accelerator.process_index::accelerator.num_processes]
@@ -30,7 +32,7 @@ def evaluate(policy, tokenizer, reward, settings, records: list[dict], accelerat
     for start in range(0, len(mine), settings.forward_batch_size):
         rows += _answer(policy, tokenizer, reward, settings, mine[start:start + settings.forward_batch_size])
     rows = gather_object(rows) if accelerator.num_processes > 1 else rows
-    return summarize(rows, prefix)
+    return summarize(rows, prefix), rows
 
 
 def _answer(policy, tokenizer, reward, settings, records: list[dict]) -> list[dict]:
@@ -43,7 +45,8 @@ def _answer(policy, tokenizer, reward, settings, records: list[dict]) -> list[di
     texts = decode(tokenizer, response, response_mask, settings.stop_ids)
     scores = reward.score(ScoringBatch(query, query_mask, response, response_mask,
                                        [str(r["prompt"]) for r in records], texts, records))
-    return [{"score": float(s), "stopped": bool(h), "length": int(m.sum()), "text": t, "label": r.get("label")}
+    return [{"prompt": str(r["prompt"]), "text": t, "score": float(s), "stopped": bool(h), "length": int(m.sum()),
+             "label": r.get("label")}
             for s, h, m, t, r in zip(scores.tolist(), has_stop.tolist(), response_mask, texts, records)]
 
 

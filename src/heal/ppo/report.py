@@ -33,6 +33,7 @@ from heal.models.card import ModelCard
 
 CURVES_FILE = "ppo_curves.png"
 SAMPLES_FILE = "samples.jsonl"
+EVAL_ANSWERS_FILE = "eval_answers.jsonl"
 TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab", "trackio")
 
 USAGE = """\
@@ -69,11 +70,20 @@ def append_row(folder: str | Path, step: int, metrics: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def append_samples(folder: str | Path, step: int, rollout, scores: list[float], n: int = 4) -> None:
+def append_samples(folder: str | Path, step: int, rollout, n: int = 4) -> None:
+    """samples.jsonl: a few of this process's rollouts with their score (after any missing-EOS penalty)."""
+    rows = zip(rollout.records, rollout.texts, rollout.scores.tolist(), rollout.has_stop.tolist())
     with open(Path(folder) / SAMPLES_FILE, "a", encoding="utf-8") as f:
-        for record, text, score in list(zip(rollout.records, rollout.texts, scores))[:n]:
-            f.write(json.dumps({"step": step, "prompt": str(record["prompt"]), "response": text,
-                                "score": score}, ensure_ascii=False) + "\n")
+        for record, text, score, stopped in list(rows)[:n]:
+            f.write(json.dumps({"step": step, "prompt": str(record["prompt"]), "response": text, "score": score,
+                                "stopped": bool(stopped)}, ensure_ascii=False) + "\n")
+
+
+def write_eval_answers(folder: str | Path, prefix: str, rows: list[dict]) -> None:
+    """eval_answers.jsonl: every held-out greedy answer, before (eval_before) and after (eval) training."""
+    with open(Path(folder) / EVAL_ANSWERS_FILE, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({"when": prefix, **row}, ensure_ascii=False) + "\n")
 
 
 CURVES = (("reward", ("objective/scores", "objective/rlhf_reward")), ("KL to the reference", ("objective/kl",)),
@@ -145,7 +155,8 @@ def model_card(folder: Path, script, training, model_args, info, reward_desc: st
     files = {"weights": weights, artifacts.CONFIG_FILE: "every setting; rerun with `heal ppo --config "
              f"{artifacts.CONFIG_FILE}`", artifacts.METRICS_FILE: "one JSON object per PPO update (keys in "
              "heal.ppo.report)", CURVES_FILE: "reward, KL, losses, response statistics",
-             SAMPLES_FILE: "sampled responses during training", artifacts.RUN_FILE: "run identity, status, ranks"}
+             SAMPLES_FILE: "sampled responses during training", EVAL_ANSWERS_FILE: "held-out greedy answers before "
+             "and after", artifacts.RUN_FILE: "run identity, status, ranks"}
     return ModelCard(
         title=folder.name, stage="ppo", base_model=base, base_is_hub=info.source == "hub", weights=weights,
         summary=f"`{base}` optimised with PPO against {reward_desc} on {script.task()} prompts (HEAL).",

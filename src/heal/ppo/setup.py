@@ -114,7 +114,27 @@ def trainable_checksum(model) -> float:
     return sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)
 
 
-# --- checkpoints ---------------------------------------------------------------------------------------------------
+# --- the run folder and checkpoints ---------------------------------------------------------------------------------
+
+def claim_run_folder(folder: Path, fingerprint: dict, resume_from_checkpoint, overwrite: bool, stage: str,
+                     state) -> str | None:
+    """Check `folder` (heal.models.artifacts rules), claim it on the main process, and return the checkpoint to
+    resume from (None for a new run). On resume, what was logged after that checkpoint is dropped (it is redone)."""
+    resume = str(resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
+    mode = artifacts.check_output_dir(folder, fingerprint, resume, overwrite)
+    checkpoint = artifacts.resolve_checkpoint(folder, resume_from_checkpoint) if mode == "resume" else None
+    state.wait_for_everyone()
+    if state.is_main_process:
+        artifacts.claim_output_dir(folder, mode, fingerprint, stage)
+        if checkpoint:  # claim_output_dir kept only heal_run.json, metrics.jsonl and the checkpoints
+            artifacts.truncate_metrics(folder, checkpoint_step(checkpoint))
+    state.wait_for_everyone()
+    return checkpoint
+
+
+def checkpoint_step(checkpoint: str | None) -> int | None:
+    return int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else None
+
 
 def save_checkpoint(run: PPORun, folder: Path) -> None:
     """checkpoint-N/: accelerate's state (weights, optimizer, schedule, KL controller, every process's RNG), then

@@ -94,7 +94,7 @@ def train(run, eval_records: list[dict], folder: Path, script, resumed: bool) ->
     acc, args = run.accelerator, run.args
     results = _earlier_eval(folder) if resumed else {}
     if eval_records and script.eval_before_training and not resumed:
-        results.update(_evaluate(run, eval_records, "eval_before"))
+        results.update(_evaluate(run, eval_records, folder, "eval_before"))
         _log(run, folder, results)
     started = time.perf_counter()
     every = max(1, run.sizes.updates // args.num_sample_generations) if args.num_sample_generations else 0
@@ -106,7 +106,7 @@ def train(run, eval_records: list[dict], folder: Path, script, resumed: bool) ->
             if run.step % max(1, int(args.logging_steps)) == 0 or run.step == run.sizes.updates:
                 _log(run, folder, metrics)
             if every and (run.step % every == 0 or run.step == 1) and acc.is_main_process:
-                report.append_samples(folder, run.step, rollout, rollout.scores.tolist())
+                report.append_samples(folder, run.step, rollout)
             if args.save_strategy != "no" and run.step % max(1, int(args.save_steps)) == 0:
                 save_checkpoint(run, folder)
             bar.update(1)
@@ -114,7 +114,7 @@ def train(run, eval_records: list[dict], folder: Path, script, resumed: bool) ->
     results.update({"train/updates": run.step, "train/episodes": run.step * run.sizes.batch,
                     "train/wall_seconds": time.perf_counter() - started})
     if eval_records:
-        after = _evaluate(run, eval_records, "eval")
+        after = _evaluate(run, eval_records, folder, "eval")
         _log(run, folder, after)
         results.update(after)
     return results
@@ -222,11 +222,16 @@ def _rollout_metrics(run, rollout, kl: torch.Tensor, returns: torch.Tensor, mask
     return metrics
 
 
-def _evaluate(run, records: list[dict], prefix: str) -> dict:
+def _evaluate(run, records: list[dict], folder: Path, prefix: str) -> dict:
     from heal.ppo.evaluate import evaluate
+    from heal.ppo.report import write_eval_answers
 
     run.model.eval()
-    return evaluate(run.unwrapped.policy, run.tokenizer, run.reward, run.settings, records, run.accelerator, prefix)
+    metrics, rows = evaluate(run.unwrapped.policy, run.tokenizer, run.reward, run.settings, records,
+                             run.accelerator, prefix)
+    if run.accelerator.is_main_process:
+        write_eval_answers(folder, prefix, rows)
+    return metrics
 
 
 def _log(run, folder: Path, metrics: dict) -> None:
@@ -258,18 +263,12 @@ def _policy_path(model_args: PPOModelConfig, training: HealPPOConfig) -> str:
 
 def _claim(folder: Path, script, training, policy_path: str, prompts_path: str, state) -> str | None:
     """Check and claim the output folder; return the checkpoint to resume from, if any."""
+    from heal.ppo.setup import claim_run_folder
+
     fingerprint = {"stage": STAGE, "model": policy_path, "reward": script.reward or training.reward_model_path,
                    "dataset_path": str(Path(prompts_path).resolve())}
-    resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    mode = artifacts.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
-    checkpoint = artifacts.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
-    state.wait_for_everyone()
-    if state.is_main_process:
-        artifacts.claim_output_dir(folder, mode, fingerprint, STAGE)
-        if checkpoint:
-            artifacts.truncate_metrics(folder, int(Path(checkpoint).name.rsplit("-", 1)[-1]))
-    state.wait_for_everyone()
-    return checkpoint
+    return claim_run_folder(folder, fingerprint, training.resume_from_checkpoint, script.overwrite_output_dir, STAGE,
+                            state)
 
 
 def _credentialed(records: list[dict], path: str) -> bool:
@@ -319,6 +318,7 @@ def _rank_stats(run) -> list[dict]:
 def _finish(run, folder: Path, script, model_args, prompts_path, train_records, eval_records, results: dict,
             weights: str, ranks: list[dict], checkpoint: str | None, credentialed: bool) -> dict:
     from heal.ppo import report
+    from heal.ppo.setup import checkpoint_step
 
     report.plot_curves(folder, f"{folder.name}: PPO on {script.task()}")
     metrics = report.key_metrics(results, folder)
@@ -331,8 +331,8 @@ def _finish(run, folder: Path, script, model_args, prompts_path, train_records, 
     files = artifacts.publish(folder)
     return artifacts.update_run(
         folder, status="complete", weights=weights, files=files, metrics=metrics, reward=reward_desc,
-        value_init=run.value_init, resumed_from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint
-        else None, distributed={"world_size": run.sizes.world_size, "ranks": ranks},
+        value_init=run.value_init, resumed_from_step=checkpoint_step(checkpoint),
+        distributed={"world_size": run.sizes.world_size, "ranks": ranks},
         batch={"rollouts_per_update": run.sizes.batch, "rollouts_per_process": run.sizes.local_batch,
                "updates": run.sizes.updates},
         data={"prompts": prompts_path, "train_prompts": len(train_records), "eval_prompts": len(eval_records)})
