@@ -2,8 +2,8 @@
 
     heal quickstart --output_dir runs/quickstart
 
-Today it runs the stages that exist: built-in synthetic PubMedQA-style items and MIMIC-style discharge notes are
-generated and prepared into training records. SFT, reward, PPO and evaluation join as their issues land.
+Today it runs the data stage: built-in synthetic PubMedQA-style items and MIMIC-style discharge notes are generated
+and prepared into training records. Chaining SFT, reward, PPO and evaluation here is the end-to-end issue's work.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def main(config: QuickstartConfig) -> None:
     for argv in steps:
         (prep_config,) = prep.make_parser().parse(argv)
         prep.main(prep_config)
-    print(f"\nheal quickstart: data ready in {run}/data. The sft, reward, ppo and eval stages are not built yet; "
-          "`heal --help` shows which verbs exist.")
+    print(f"\nheal quickstart: data ready in {run}/data. The model stages (sft, reward, ppo, eval) exist as verbs "
+          "but are not yet chained here; see the README for running them one by one.")
 
 
 if __name__ == "__main__":
