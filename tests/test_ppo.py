@@ -73,7 +73,8 @@ def test_rule_reward_teaches_the_policy_the_rewarded_answer(sft_tiny_run, no_pro
     assert all(UPDATE_KEYS <= set(r) for r in rows)
     assert all(r["objective/kl_coef"] == 0.05 for r in rows)  # fixed β by default
     assert rows[0]["objective/kl"] == pytest.approx(0.0, abs=1e-4)  # π = π_ref before the first step
-    assert "held-out accuracy: 0.0" in stdout
+    assert "held-out accuracy (greedy): 0.0" in stdout
+    assert "eval/sampled_accuracy" in m and m["eval/sampled_accuracy"] > m["eval_before/sampled_accuracy"]
     _assert_artifacts(out, "rule:pubmedqa", "k1")
 
 
@@ -113,8 +114,8 @@ def test_reward_model_with_lora_raises_its_score(sft_tiny_run, reward_tiny_run, 
     rows = _rows(out)
     assert sum(r["objective/scores"] for r in rows[-5:]) / 5 > rows[0]["objective/scores"] + 0.5
     answers = [json.loads(line) for line in (out / "eval_answers.jsonl").read_text().splitlines()]
-    before = [a["text"] for a in answers if a["when"] == "eval_before"]
-    after = [a["text"] for a in answers if a["when"] == "eval"]
+    before = [a["text"] for a in answers if a["when"] == "eval_before" and not a["sampled"]]  # greedy answers
+    after = [a["text"] for a in answers if a["when"] == "eval" and not a["sampled"]]
     assert len(before) == len(after) == 20 and before.count("Yes.") >= 16  # the SFT policy's answer
     assert sum(text != "Yes." for text in after) >= 16  # PPO moved the greedy answers away from it
     assert all(r["objective/kl"] >= -1e-6 for r in _rows(out))  # k3 is never negative

@@ -131,7 +131,8 @@ class HealPPOConfig(TrainingArguments):
     num_sample_generations: int = field(default=10, metadata={
         "help": "Times during training that sample responses are written to samples.jsonl (0: never)."})
     ds3_gather_for_generation: bool = field(default=True, metadata={
-        "help": "DeepSpeed ZeRO-3: gather the full weights for generation (faster; off for models that do not fit)."})
+        "help": "TRL's DeepSpeed ZeRO-3 generation switch; accepted so TRL configs load, not used yet (HEAL's PPO is "
+                "tested under DDP)."})
     logging_steps: float = field(default=1, metadata={"help": "Log metrics every N PPO updates."})
     save_steps: float = field(default=50, metadata={
         "help": "Write output_dir/checkpoint-N every N PPO updates (--resume_from_checkpoint continues)."})

@@ -18,7 +18,7 @@ Metric keys (one row per logged update; `step` = PPO updates done):
     val/num_eos_tokens          responses (all processes) that ended with a stop token
     response/eos_rate           the same as a share; response/length: mean tokens per response
     train/learning_rate, train/episode (rollouts so far), time/rollout_seconds, time/update_seconds
-    eval_before/*, eval/*       held-out greedy answers before and after training (heal.ppo.evaluate)
+    eval_before/*, eval/*       held-out answers before and after training, greedy and sampled (heal.ppo.evaluate)
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def plot_curves(folder: str | Path, title: str) -> Path | None:
 
 def key_metrics(results: dict, folder: str | Path) -> dict:
     """Before/after on held-out prompts, the first and last logged training reward and KL, counts and time."""
-    keys = ("eval_before/score", "eval/score", "eval_before/accuracy", "eval/accuracy", "eval_before/eos_rate",
+    keys = ("eval_before/score", "eval/score", "eval_before/accuracy", "eval/accuracy", "eval_before/sampled_score",
+            "eval/sampled_score", "eval_before/sampled_accuracy", "eval/sampled_accuracy", "eval_before/eos_rate",
             "eval/eos_rate", "eval/samples", "train/updates", "train/episodes", "train/wall_seconds")
     metrics = {k: results[k] for k in keys if results.get(k) is not None}
     rows = [r for r in artifacts.read_metrics(folder) if "objective/scores" in r]

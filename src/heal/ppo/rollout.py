@@ -41,7 +41,7 @@ class Rollout:
 
     query: torch.Tensor  # (B, P) left-padded prompt ids
     query_mask: torch.Tensor  # (B, P)
-    response: torch.Tensor  # (B, T) sampled ids, pad after the stop token
+    response: torch.Tensor  # (B, T) sampled ids, pad after the stop token; T ≤ response_length: the longest response
     response_mask: torch.Tensor  # (B, T) 1 up to and including the stop token
     has_stop: torch.Tensor  # (B,) bool: the response ended with a stop token
     logprobs: torch.Tensor  # (B, T) log π_old(a_t) at the sampling temperature, 0 on padding
@@ -150,8 +150,11 @@ def _rollout_chunk(model, reference, reward_source, tokenizer, records: list[dic
     # 2. Generate T tokens per left-padded prompt at the sampling temperature.
     raw = generate(model.policy, query, query_mask, s.response_length, s.temperature, s.stop_ids,
                    tokenizer.pad_token_id)
-    # 3. Truncate after the first stop token: padding after it, and a mask of the real tokens.
+    # 3. Truncate after the first stop token: padding after it, and a mask of the real tokens. Columns that are
+    #    padding in every row are dropped (nothing is computed on them; every later step masks them anyway).
     response, response_mask, has_stop = truncate_after_stop(raw, s.stop_ids, tokenizer.pad_token_id)
+    width = int(response_mask.sum(dim=1).max())
+    response, response_mask = response[:, :width], response_mask[:, :width]
     texts = decode(tokenizer, response, response_mask, s.stop_ids)
     # 4. Score each response (reward model / judge / rule); penalise responses that never stopped.
     batch = ScoringBatch(query, query_mask, response, response_mask, [str(r["prompt"]) for r in records], texts,
@@ -167,17 +170,21 @@ def _rollout_chunk(model, reference, reward_source, tokenizer, records: list[dic
 
 
 def _join(chunks: list[Rollout], pad_id: int) -> Rollout:
-    """Concatenate chunks; prompts are re-left-padded to the longest prompt of all chunks."""
+    """Concatenate chunks: prompts re-left-padded to the longest prompt, responses right-padded to the longest."""
     width = max(c.query.shape[1] for c in chunks)
+    length = max(c.response.shape[1] for c in chunks)
 
-    def widen(t: torch.Tensor, value: int) -> torch.Tensor:
+    def left(t: torch.Tensor, value) -> torch.Tensor:
         return torch.nn.functional.pad(t, (width - t.shape[1], 0), value=value)
 
-    cat = torch.cat
+    def right(t: torch.Tensor, value) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, length - t.shape[1]), value=value)
+
+    def cat(name: str, pad=None, value=0):
+        return torch.cat([pad(getattr(c, name), value) if pad else getattr(c, name) for c in chunks])
+
     return Rollout(
-        query=cat([widen(c.query, pad_id) for c in chunks]), query_mask=cat([widen(c.query_mask, 0) for c in chunks]),
-        response=cat([c.response for c in chunks]), response_mask=cat([c.response_mask for c in chunks]),
-        has_stop=cat([c.has_stop for c in chunks]), logprobs=cat([c.logprobs for c in chunks]),
-        ref_logprobs=cat([c.ref_logprobs for c in chunks]), values=cat([c.values for c in chunks]),
-        scores=cat([c.scores for c in chunks]), texts=[t for c in chunks for t in c.texts],
-        records=[r for c in chunks for r in c.records])
+        query=cat("query", left, pad_id), query_mask=cat("query_mask", left), response=cat("response", right, pad_id),
+        response_mask=cat("response_mask", right), has_stop=cat("has_stop"), logprobs=cat("logprobs", right),
+        ref_logprobs=cat("ref_logprobs", right), values=cat("values", right), scores=cat("scores"),
+        texts=[t for c in chunks for t in c.texts], records=[r for c in chunks for r in c.records])

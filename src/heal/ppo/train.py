@@ -227,8 +227,12 @@ def _evaluate(run, records: list[dict], folder: Path, prefix: str) -> dict:
     from heal.ppo.report import write_eval_answers
 
     run.model.eval()
-    metrics, rows = evaluate(run.unwrapped.policy, run.tokenizer, run.reward, run.settings, records,
-                             run.accelerator, prefix)
+    metrics, rows = {}, []
+    for temperature in (0.0, run.settings.temperature):  # greedy, then sampled as in training
+        values, answers = evaluate(run.unwrapped.policy, run.tokenizer, run.reward, run.settings, records,
+                                   run.accelerator, prefix, temperature, run.args.seed)
+        metrics.update(values)
+        rows += answers
     if run.accelerator.is_main_process:
         write_eval_answers(folder, prefix, rows)
     return metrics
@@ -342,7 +346,9 @@ def _print_summary(run: dict, folder: Path) -> None:
     m = run.get("metrics", {})
     lines = [f"heal ppo: {m.get('train/updates', '?')} updates × {run['batch']['rollouts_per_update']} rollouts "
              f"against {run['reward']}"]
-    for key, name in (("score", "held-out reward (greedy)"), ("accuracy", "held-out accuracy")):
+    names = (("score", "held-out reward (greedy)"), ("accuracy", "held-out accuracy (greedy)"),
+             ("sampled_score", "held-out reward (sampled)"), ("sampled_accuracy", "held-out accuracy (sampled)"))
+    for key, name in names:
         if f"eval/{key}" in m:
             before = f"{m[f'eval_before/{key}']:.3f} → " if f"eval_before/{key}" in m else ""
             lines.append(f"  {name}: {before}{m[f'eval/{key}']:.3f}")
