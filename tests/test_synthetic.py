@@ -68,13 +68,3 @@ def test_synthetic_folds_file_drives_the_split(tmp_path, capsys):
     train, _ = prepare(tmp_path / "s.json", fold=2, part="train", folds_path=tmp_path / "folds.json")
     dev, _ = prepare(tmp_path / "s.json", fold=2, part="dev", folds_path=tmp_path / "folds.json")
     assert len(train) == 90 and len(dev) == 10
-
-
-def test_quickstart_prepares_the_built_in_data(tmp_path, capsys):
-    code, out, err = heal(capsys, "quickstart", "--output_dir", tmp_path / "run", "--n_pubmedqa", "60",
-                          "--n_notes", "10")
-    assert code == 0, err
-    data = tmp_path / "run" / "data"
-    assert len(io.read_records(data / "pubmedqa_train.jsonl")) + len(io.read_records(data / "pubmedqa_dev.jsonl")) == 60
-    assert len(io.read_records(data / "mimic_summaries.jsonl")) == 20
-    assert (tmp_path / "run" / "config.yaml").exists()

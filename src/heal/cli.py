@@ -35,7 +35,7 @@ VERBS: dict[str, Verb] = {
     "annotate": Verb("web page for clinicians to label preferences (SQLite-backed)", None,
                      "the annotation issue (not filed yet)"),
     "serve": Verb("OpenAI-compatible HTTP server for a trained model", "heal.serve"),
-    "pipeline": Verb("run the stages declared in one YAML file, resumably", None, "issue 7 (end to end)"),
+    "pipeline": Verb("run the stages declared in one YAML file, resumably", "heal.pipeline"),
     "quickstart": Verb("the whole pipeline on built-in data and heal-tiny, offline on a CPU", "heal.quickstart"),
 }
 

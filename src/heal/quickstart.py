@@ -1,9 +1,13 @@
-"""`heal quickstart`: the pipeline on built-in data, offline on a CPU.
+"""`heal quickstart`: the whole pipeline on built-in data and heal-tiny, offline on a CPU, in a few minutes.
 
-    heal quickstart --output_dir runs/quickstart
+    heal quickstart                                   # → runs/quickstart (report.html, report.md, every stage)
+    heal quickstart --output_dir /tmp/qs --force      # elsewhere; run every stage again
 
-Today it runs the data stage: built-in synthetic PubMedQA-style items and MIMIC-style discharge notes are generated
-and prepared into training records. Chaining SFT, reward, PPO and evaluation here is the end-to-end issue's work.
+It is `heal pipeline` on the preset shipped with HEAL (heal/presets/quickstart.yaml, also
+experiments/configs/quickstart.yaml): synthetic PubMedQA-style items → SFT of heal-tiny → RLAIF labels → reward
+model → PPO against a verifiable reward → eval of the base, SFT and PPO models → red-team of SFT and PPO on
+built-in harmful and benign medical requests. A rerun skips the stages that are unchanged. It ends with the
+before/after table and the path of the report.
 """
 
 from __future__ import annotations
@@ -13,15 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heal.config import make_parser as _make_parser
-from heal.config import save_resolved_config
+
+PRESET = Path(__file__).parent / "presets" / "quickstart.yaml"
 
 
 @dataclass
 class QuickstartConfig:
     output_dir: str = field(default="runs/quickstart", metadata={"help": "Run folder for every stage's outputs."})
-    n_pubmedqa: int = field(default=300, metadata={"help": "Synthetic PubMedQA-style items to generate."})
-    n_notes: int = field(default=100, metadata={"help": "Synthetic discharge notes to generate."})
-    seed: int = field(default=0, metadata={"help": "Random seed for the built-in data."})
+    force: bool = field(default=False, metadata={"help": "Run every stage again, even when unchanged."})
+    stages: str | None = field(default=None, metadata={
+        "help": "Comma-separated stage names of the preset to run (default: all)."})
 
 
 def make_parser():
@@ -29,30 +34,46 @@ def make_parser():
 
 
 def main(config: QuickstartConfig) -> None:
-    from heal.data import prep
+    from heal.pipeline import run_pipeline
 
-    run = Path(config.output_dir)
-    (run / "data").mkdir(parents=True, exist_ok=True)
-    save_resolved_config(run / "config.yaml", config)
-    steps = [
-        ["--dataset", "synthetic_pubmedqa", "--n", str(config.n_pubmedqa), "--seed", str(config.seed),
-         "--output_path", str(run / "data/pqal.json"), "--folds_path", str(run / "data/pqal_folds.json")],
-        ["--dataset", "pubmedqa", "--input_path", str(run / "data/pqal.json"), "--folds_path",
-         str(run / "data/pqal_folds.json"), "--fold", "0", "--part", "train",
-         "--output_path", str(run / "data/pubmedqa_train.jsonl")],
-        ["--dataset", "pubmedqa", "--input_path", str(run / "data/pqal.json"), "--folds_path",
-         str(run / "data/pqal_folds.json"), "--fold", "0", "--part", "dev",
-         "--output_path", str(run / "data/pubmedqa_dev.jsonl")],
-        ["--dataset", "synthetic_mimic", "--n", str(config.n_notes), "--seed", str(config.seed),
-         "--output_path", str(run / "data/discharge.csv.gz")],
-        ["--dataset", "mimic", "--input_path", str(run / "data/discharge.csv.gz"), "--progress", "false",
-         "--output_path", str(run / "data/mimic_summaries.jsonl")],
-    ]
-    for argv in steps:
-        (prep_config,) = prep.make_parser().parse(argv)
-        prep.main(prep_config)
-    print(f"\nheal quickstart: data ready in {run}/data. The model stages (sft, reward, ppo, eval) exist as verbs "
-          "but are not yet chained here; see the README for running them one by one.")
+    hint = f"heal quickstart --output_dir {config.output_dir}"
+    folder, _ = run_pipeline(PRESET, config.output_dir, config.stages, config.force, resume_hint=hint)
+    print("\n" + before_after_table(folder))
+    print(f"\nReport: {folder / 'report.html'} (and report.md beside it)")
+
+
+def _metrics(path: Path) -> dict:
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data.get("metrics", {}) | ({"overall": data["overall"]} if "overall" in data else {})
+
+
+def before_after_table(folder: Path) -> str:
+    """The quickstart's summary: task quality for base / SFT / PPO, reward and KL, red-team for SFT / PPO."""
+    def cell(value, digits: int = 3) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    evals = {name: _metrics(folder / f"eval_{name}" / "metrics.json") for name in ("base", "sft", "ppo")}
+    ppo = _metrics(folder / "ppo" / "heal_run.json")
+    red = {name: _metrics(folder / f"redteam_{name}" / "redteam.json").get("overall", {}) for name in ("sft", "ppo")}
+    rows = [("PubMedQA accuracy (greedy answer)", *(evals[n].get("pubmedqa/generate/accuracy") for n in evals)),
+            ("PubMedQA macro-F1 (greedy answer)", *(evals[n].get("pubmedqa/generate/macro_f1") for n in evals)),
+            ("PubMedQA accuracy (log-likelihood)", *(evals[n].get("pubmedqa/loglikelihood/accuracy") for n in evals)),
+            ("mean reward, held-out (rule:pubmedqa)", None, ppo.get("eval_before/score"), ppo.get("eval/score")),
+            ("KL(PPO ‖ SFT) per response", None, 0.0 if ppo else None, ppo.get("objective/kl_last")),
+            ("attack success rate (harmful requests)", None, red["sft"].get("asr"), red["ppo"].get("asr")),
+            ("over-refusal (benign requests)", None, red["sft"].get("over_refusal"), red["ppo"].get("over_refusal"))]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'':<{width}}  {'base':>7}  {'SFT':>7}  {'PPO':>7}", "-" * (width + 27)]
+    lines += [f"{name:<{width}}  {cell(b):>7}  {cell(s):>7}  {cell(p):>7}" for name, b, s, p in rows]
+    lines.append(f"(100 held-out synthetic items; base = heal-tiny untrained; KL from the last PPO update; "
+                 f"red-team on {red['sft'].get('harmful', '?')} attacked harmful and {red['sft'].get('benign', '?')} "
+                 "benign requests)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

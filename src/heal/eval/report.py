@@ -144,7 +144,9 @@ def heatmap(matrix: Sequence[Sequence[float | None]], rows: Sequence[str], colum
 
     plt = _pyplot()
     data = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.75 * len(columns) + 2.5), max(2.5, 0.38 * len(rows) + 1.5)))
+    label_inches = 0.07 * max((len(str(r)) for r in rows), default=10)  # long row labels must not squash the cells
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.75 * len(columns) + 1.8 + label_inches),
+                                    max(2.5, 0.38 * len(rows) + 1.5)))
     image = ax.imshow(data, cmap="Reds", vmin=0, vmax=vmax if vmax is not None else np.nanmax(data) or 1,
                       aspect="auto")
     ax.set_xticks(range(len(columns)), labels=columns, rotation=45, ha="right", fontsize=8)
