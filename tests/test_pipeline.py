@@ -176,3 +176,21 @@ def test_every_pipeline_preset_parses(preset):
     _, stages, _ = pipeline.load(preset)
     pipeline.validate(preset, stages, check_inputs=False)
     assert len(stages) >= 5
+
+
+def test_a_stage_with_a_launcher_runs_as_its_child_process(tmp_path, capsys):
+    """`launch:` runs `<launcher> -m heal.cli <verb> --config stages/<name>.yaml` (here plain Python, as
+    `accelerate launch` or `torchrun` would be on GPUs)."""
+    import sys
+
+    stages = json.loads(json.dumps(DATA_STAGES))
+    stages["train_data"]["launch"] = sys.executable
+    code, out, err = heal(capsys, "pipeline", write_config(tmp_path, stages))
+    assert code == 0, err
+    assert f"$ {sys.executable} -m heal.cli prep --config {tmp_path / 'run' / 'stages' / 'train_data.yaml'}" in out
+    assert len((tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()) == 108
+
+    stages["dev_data"]["launch"] = f"{sys.executable} -c 'import sys; sys.exit(3)'"  # a launcher that fails
+    # how a stage is launched is not part of its fingerprint (the result is the same), so force the rerun
+    code, _, err = heal(capsys, "pipeline", write_config(tmp_path, stages), "--force")
+    assert_one_line_error(code, err, "stage dev_data (heal prep) failed", "exited with code 3")

@@ -123,17 +123,24 @@ def _headline(verb: str, info: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------- the results ---
 
+def eval_table(views: list[StageView]) -> tuple[list[str], list[list[str]]]:
+    """Task metrics with one column per eval stage: (header, rows)."""
+    evals = [v for v in views if v.verb == "eval" and v.info.get("metrics")]
+    keys = sorted({k for v in evals for k in v.info["metrics"]
+                   if k.endswith(("/accuracy", "/macro_f1")) or "rouge" in k or "similarity" in k})
+    if not keys:
+        return [], []
+    return ["measure", *(v.name for v in evals)], [[k, *(_fmt(v.info["metrics"].get(k)) for v in evals)]
+                                                    for k in keys]
+
+
 def results_rows(views: list[StageView]) -> list[list[str]]:
-    """[stage, measure, value] rows for the results table, in stage order."""
+    """[stage, measure, value] rows for reward, RL and red-team stages, in stage order."""
     rows = []
     for v in views:
         m = v.info.get("metrics", {})
-        if v.verb == "eval":
-            for key in sorted(m):
-                if key.endswith(("/accuracy", "/macro_f1")) or "rouge" in key:
-                    rows.append([v.name, key, _fmt(m[key])])
-        elif v.verb == "reward" and "eval/accuracy" in m:
-            rows.append([v.name, "pairwise accuracy (before → after)",
+        if v.verb == "reward" and "eval/accuracy" in m:
+            rows.append([v.name, "pairwise accuracy, held-out pairs (before → after)",
                          f"{_fmt(m.get('eval_before/accuracy'))} → {_fmt(m['eval/accuracy'])}"])
         elif v.verb in RL_VERBS:
             for key, name in (("score", "held-out reward, greedy"), ("accuracy", "held-out accuracy, greedy"),
@@ -145,9 +152,9 @@ def results_rows(views: list[StageView]) -> list[list[str]]:
                 rows.append([v.name, "KL to the reference (last update)", _fmt(m["objective/kl_last"])])
         elif v.verb == "redteam" and v.info.get("overall"):
             o = v.info["overall"]
-            rows += [[v.name, "attack success rate", _fmt(o.get("asr"))],
+            rows += [[v.name, f"attack success rate ({o.get('harmful', '?')} attacked requests)", _fmt(o.get("asr"))],
                      [v.name, "refusal rate (harmful)", _fmt(o.get("refusal_rate"))],
-                     [v.name, "over-refusal (benign)", _fmt(o.get("over_refusal"))]]
+                     [v.name, f"over-refusal ({o.get('benign', '?')} benign requests)", _fmt(o.get("over_refusal"))]]
     return rows
 
 
@@ -237,7 +244,8 @@ h1{font-size:1.7em;margin-bottom:.1em}h2{border-bottom:2px solid #e3e7ea;padding
 .sub{color:#5f6b73;margin-top:0}table{border-collapse:collapse;width:100%;margin:.6em 0 1.2em;font-size:.92em}
 th,td{border:1px solid #dde3e7;padding:.35em .6em;text-align:left;vertical-align:top}th{background:#f3f6f8}
 tr:nth-child(even) td{background:#fafbfc}.done{color:#1a7f37;font-weight:600}.failed{color:#cf222e;font-weight:600}
-.skipped,.notrun{color:#6e7781}figure{display:inline-block;margin:.6em 1em .6em 0;vertical-align:top;max-width:100%}
+.skipped,.notrun{color:#6e7781}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:1em}
+figure{margin:0}figure.wide{grid-column:1/-1}
 figure img{max-width:100%;border:1px solid #e3e7ea;border-radius:4px}figcaption{font-size:.85em;color:#5f6b73}
 code{background:#f3f6f8;padding:.1em .3em;border-radius:3px}td.text{font-family:ui-monospace,Menlo,monospace;
 font-size:.85em;white-space:pre-wrap}
@@ -271,18 +279,27 @@ def render_html(title: str, description: str | None, folder: Path, views: list[S
         out.append(f"<tr><td>{i}</td><td>{e(v.name)}</td><td><code>heal {e(v.verb)}</code></td>"
                    f"<td class='{cls}'>{e(status)}</td><td>{seconds}</td><td>{e(v.headline)}</td></tr>")
     out.append("</table>")
+    header, table = eval_table(views)
     rows = results_rows(views)
+    if table or rows:
+        out.append("<h2>Results</h2>")
+    if table:
+        out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+        out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in table]
+        out.append("</table>")
     if rows:
-        out.append("<h2>Results</h2><table><tr><th>stage</th><th>measure</th><th>value</th></tr>")
+        out.append("<table><tr><th>stage</th><th>measure</th><th>value</th></tr>")
         out += [f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td></tr>" for a, b, c in rows]
         out.append("</table>")
     figs = figures(views, folder)
     if figs:
-        out.append("<h2>Figures</h2>")
+        out.append("<h2>Figures</h2><div class='grid'>")
         for caption, png in figs:
             data = base64.b64encode(png.read_bytes()).decode()
-            out.append(f"<figure><img src='data:image/png;base64,{data}' alt='{e(caption)}'>"
+            wide = " class='wide'" if png.name.endswith("_curves.png") or png.name == EVAL_BARS else ""
+            out.append(f"<figure{wide}><img src='data:image/png;base64,{data}' alt='{e(caption)}'>"
                        f"<figcaption>{e(caption)}</figcaption></figure>")
+        out.append("</div>")
     sections = examples(views)
     if sections:
         out.append("<h2>Example generations</h2>")
@@ -310,9 +327,15 @@ def render_markdown(title: str, description: str | None, folder: Path, views: li
         seconds = f"{v.seconds:.0f} s" if v.seconds is not None else "–"
         out.append(f"| {i} | {v.name} | heal {v.verb} | {_status(v, state.get('stages', {}))} | {seconds} | "
                    f"{cell(v.headline)} |")
+    header, table = eval_table(views)
     rows = results_rows(views)
+    if table or rows:
+        out += ["", "## Results"]
+    if table:
+        out += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(r) + " |" for r in table]
     if rows:
-        out += ["", "## Results", "", "| stage | measure | value |", "|---|---|---|"]
+        out += ["", "| stage | measure | value |", "|---|---|---|"]
         out += [f"| {a} | {cell(b)} | {c} |" for a, b, c in rows]
     figs = figures(views, folder)
     if figs:
