@@ -52,21 +52,27 @@ def _config_path(args: list[str]) -> str | None:
 
 
 def _check_config_file(path: str, parser: HealParser) -> None:
+    config = read_yaml_mapping(path, "config file", "a YAML mapping of flag names to values")
+    known = {action.dest for action in parser._actions} | {"env"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise HealError(f"{path}: unknown key(s) {', '.join(unknown)}; see `{parser.prog} --help` for valid keys")
+
+
+def read_yaml_mapping(path: str | Path, what: str, shape: str) -> dict:
+    """The YAML mapping in `path`; a one-line HealError if the file is missing, not YAML, or not a mapping."""
     import yaml
 
     file = Path(path)
     if not file.is_file():
-        raise HealError(f"{path}: config file not found")
+        raise HealError(f"{path}: {what} not found")
     try:
         config = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise HealError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(config, dict):
-        raise HealError(f"{path}: must be a YAML mapping of flag names to values")
-    known = {action.dest for action in parser._actions} | {"env"}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise HealError(f"{path}: unknown key(s) {', '.join(unknown)}; see `{parser.prog} --help` for valid keys")
+        raise HealError(f"{path}: must be {shape}")
+    return config
 
 
 def make_parser(prog: str, description: str, *dataclass_types: type) -> HealParser:

@@ -101,17 +101,10 @@ def make_parser():
 
 def load(path: str | Path, run_dir: str | None = None) -> tuple[Path, list[Stage], dict]:
     """(run folder, stages in order, the file's mapping); a HealError naming the key for anything wrong."""
-    import yaml
+    from heal.config import read_yaml_mapping
 
     path = Path(path)
-    if not path.is_file():
-        raise HealError(f"{path}: pipeline config not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise HealError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise HealError(f"{path}: must be a mapping with run_dir and stages")
+    raw = read_yaml_mapping(path, "pipeline config", "a mapping with run_dir and stages")
     _unknown(path, "", raw, TOP_KEYS)
     folder = Path(run_dir or raw.get("run_dir") or "")
     if not str(run_dir or raw.get("run_dir") or "").strip():
