@@ -94,7 +94,8 @@ def _fmt(value, digits: int = 3) -> str:
 def _headline(verb: str, info: dict) -> str:
     m = info.get("metrics", {})
     if verb in ("prep", "label"):
-        return f"{_fmt(info.get('records'))} records" if info.get("records") is not None else ""
+        what = "preference pairs" if verb == "label" else "records"
+        return f"{_fmt(info.get('records'))} {what}" if info.get("records") is not None else ""
     if verb == "sft":
         return f"{_fmt(m.get('train/global_step'))} steps, last loss {_fmt(m.get('train/last_loss'))}"
     if verb == "reward":
