@@ -136,3 +136,23 @@ def test_bad_input_exit_2_and_no_output(tmp_path, capsys, case, needle):
                         "--output_dir", out, *TINY_FLAGS, *QUICK_RM)
     assert_one_line_error(code, err, needle)
     assert not out.exists()
+
+
+def test_normalisation_std_is_floored_by_the_spread_of_all_answers():
+    """References that all score alike (σ ≈ 0.02) must not turn into rewards of ±70 in PPO: the std is at least the
+    spread of references and rejected answers together, so a rejected answer lands near −2."""
+    import statistics
+
+    from heal.reward.train import normalization_stats
+
+    reference, rejected = [1.0, 1.02, 0.98, 1.0], [-1.0, -1.02, -0.98, -1.0]
+    stats = normalization_stats(reference, rejected)
+    assert stats["mean"] == pytest.approx(1.0)
+    assert stats["std_reference"] == pytest.approx(statistics.pstdev(reference))  # ≈ 0.014: the old divisor
+    assert stats["std"] == pytest.approx(statistics.pstdev(reference + rejected)) == pytest.approx(1.0, abs=0.01)
+    assert (-1.0 - stats["mean"]) / stats["std"] == pytest.approx(-2.0, abs=0.02)
+    # spread-out references keep their own std (the rejected answers sit among them here)
+    wide = normalization_stats([-2.0, 0.0, 2.0], [0.0, 0.1])
+    assert wide["std"] == pytest.approx(statistics.pstdev([-2.0, 0.0, 2.0]))
+    # a reward model that scores everything alike is not rescaled at all
+    assert normalization_stats([0.5, 0.5], [0.5, 0.5000001])["std"] == 1.0

@@ -28,6 +28,7 @@ from heal.reward.config import (CONFIG_TYPES, LR_FROM_SCRATCH, LR_FULL, LR_LORA,
 
 STAGE = "reward"
 NORMALIZATION_SAMPLES = 512  # reference answers scored for the normalisation statistics
+MIN_STD = 1e-3  # a reward model whose answers all score within this spread gets no rescaling (std 1)
 
 
 def make_parser():
@@ -186,9 +187,8 @@ def _final_model(trainer, model_args):
 
 
 def _normalize(model, tokenizer, pairs: list[dict], enabled: bool) -> dict:
-    """Reward mean/std over the reference answers (the chosen answers when the pairs carry no reference)."""
-    import statistics
-
+    """Reward mean/std over the reference answers (the chosen answers when the pairs carry no reference), the std
+    floored by the spread of all answers (normalization_stats)."""
     from heal.reward.scoring import NORMALIZATION_KEY, pair_texts, raw_scores
 
     if not enabled:
@@ -198,10 +198,31 @@ def _normalize(model, tokenizer, pairs: list[dict], enabled: bool) -> dict:
     answers = [p["reference"] for p in with_reference] if with_reference else [p["chosen"] for p in sample]
     prompts = [p["prompt"] for p in (with_reference or sample)]
     scores = raw_scores(model, tokenizer, pair_texts(tokenizer, prompts, answers))
-    stats = {"mean": statistics.fmean(scores), "std": statistics.pstdev(scores) or 1.0,
-             "measured_on": f"{len(scores)} {'reference' if with_reference else 'chosen'} answers"}
+    rejected = raw_scores(model, tokenizer, pair_texts(tokenizer, [p["prompt"] for p in sample],
+                                                       [p["rejected"] for p in sample]))
+    stats = normalization_stats(scores, rejected)
+    stats["measured_on"] = (f"{len(scores)} {'reference' if with_reference else 'chosen'} answers "
+                            f"(std floor: {len(scores) + len(rejected)} answers, rejected ones included)")
     setattr(model.config, NORMALIZATION_KEY, stats)
     return stats
+
+
+def normalization_stats(reference: list[float], rejected: list[float]) -> dict:
+    """{"mean", "std", "std_reference", "std_all"} of raw rewards: references are centred on 0 and scaled by
+
+        std = max(σ(references), σ(references ∪ rejected answers))     (1.0 if even that is below MIN_STD)
+
+    σ(references) alone can be tiny — a reward model that scores every gold answer alike — and dividing by it
+    turned small score differences into PPO rewards of ±70. The pooled σ includes the gap between good and bad
+    answers (σ² ≈ (σ_ref² + σ_rej²)/2 + gap²/4 for equal counts), so a typical rejected answer scores −2 at most."""
+    import statistics
+
+    std_reference = statistics.pstdev(reference) if len(reference) > 1 else 0.0
+    pooled = list(reference) + list(rejected)
+    std_all = statistics.pstdev(pooled) if len(pooled) > 1 else 0.0
+    std = max(std_reference, std_all)
+    return {"mean": statistics.fmean(reference), "std": std if std >= MIN_STD else 1.0,
+            "std_reference": std_reference, "std_all": std_all}
 
 
 def _finish(folder: Path, script, training, model_args, source, train_pairs, eval_pairs, provenance, results,
