@@ -207,12 +207,21 @@ def test_presets_and_trl_knob_names_parse(tmp_path):
       "--stop_token_id", "2"], ["exclusive"]),
     (["--model_name", "{sft}", "--reward", "rule:pubmedqa", "--dataset_path", "{train}", "--kl_estimator", "k2"],
      ["invalid choice"]),
+    (["--model_name", "{sft}", "--reward_model_path", "{sft}", "--dataset_path", "{train}"],
+     ["not a sequence classifier", "LlamaForCausalLM", "heal reward"]),
+    (["--model_name", "{sft}", "--reward", "rule:pubmedqa", "--dataset_path", "{long_prompts}"],
+     ["1 prompt(s) longer than", "--max_prompt_length"]),
+    (["--model_name", "{sft}", "--reward", "rule:pubmedqa", "--dataset_path", "{train}", "--max_prompt_length",
+      "100000"], ["exceed the model's"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, needles, sft_tiny_run, tmp_path, capsys):
     bad = tmp_path / "no_prompt.jsonl"
     io.write_records(bad, [{"question": "q", "chosen": "a", "rejected": "b"}])
+    long_prompts = tmp_path / "long.jsonl"
+    records = io.read_records(sft_tiny_run["data"]["train"])[:8]
+    io.write_records(long_prompts, records + [{**records[0], "prompt": "Question: why? " * 3000}])
     values = {"sft": str(sft_tiny_run["dir"]), "train": str(sft_tiny_run["data"]["train"]), "tmp": str(tmp_path),
-              "pairs_without_prompt": str(bad)}
+              "pairs_without_prompt": str(bad), "long_prompts": str(long_prompts)}
     out = tmp_path / "out"
     try:
         code, _, err = heal(capsys, "ppo", *[a.format(**values) for a in argv], "--output_dir", out)
@@ -220,6 +229,40 @@ def test_bad_input_is_one_line_and_exit_2(argv, needles, sft_tiny_run, tmp_path,
         code, err = e.code, capsys.readouterr().err
     assert_one_line_error(code, err, *needles)
     assert not (out / "config.json").exists()
+
+
+def test_a_reward_model_with_another_tokenizer_scores_the_decoded_text(sft_tiny_run, tmp_path, capsys):
+    """Item 10: an encoder reward model (its own WordPiece tokenizer) cannot read the policy's ids; each response is
+    decoded, re-tokenised as in reward training and scored, and the value model starts from the policy."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    from heal.reward.scoring import RewardScorer
+
+    records = io.read_records(sft_tiny_run["data"]["train"])
+    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    raw.normalizer, raw.pre_tokenizer = normalizers.BertNormalizer(), pre_tokenizers.BertPreTokenizer()
+    raw.train_from_iterator([r["prompt"] + " " + r["completion"] for r in records], trainers.WordPieceTrainer(
+        vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                        sep_token="[SEP]", mask_token="[MASK]", eos_token="[SEP]")
+    encoder = BertForSequenceClassification(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                                       num_attention_heads=2, intermediate_size=64, num_labels=1,
+                                                       pad_token_id=0, max_position_embeddings=512))
+    rm = tmp_path / "encoder_rm"
+    encoder.save_pretrained(rm)
+    tokenizer.save_pretrained(rm)
+    out = tmp_path / "ppo_encoder_rm"
+    code, _, err = heal(capsys, "ppo", "--model_name", sft_tiny_run["dir"], "--reward_model_path", rm,
+                        "--dataset_path", sft_tiny_run["data"]["train"], "--eval_split_size", "0", "--output_dir", out,
+                        "--response_length", "6", "--max_steps", "1", "--per_device_train_batch_size", "8",
+                        "--num_sample_generations", "1", *FAST)
+    assert code == 0, err
+    run = artifacts.read_run(out)
+    assert "tokenizer differs" in run["value_init"]
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    again = RewardScorer(str(rm)).score([s["prompt"] for s in samples], [s["response"] for s in samples])
+    assert [s["score"] for s in samples] == pytest.approx(again, abs=1e-5)
 
 
 def test_a_missing_tracker_package_is_a_one_line_error(sft_tiny_run, tmp_path, capsys):
@@ -231,6 +274,27 @@ def test_a_missing_tracker_package_is_a_one_line_error(sft_tiny_run, tmp_path, c
                         "--dataset_path", sft_tiny_run["data"]["train"], "--output_dir", tmp_path / "out",
                         "--report_to", "tensorboard")
     assert_one_line_error(code, err, "--report_to tensorboard", "pip install tensorboard")
+
+
+def test_report_to_tensorboard_writes_the_metrics(sft_tiny_run, no_prompts, tmp_path, capsys):
+    """Item 4: --report_to tensorboard sends every update's metrics through accelerate's tracker (event files)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "ppo_tb"
+    code, _, err = heal(capsys, "ppo", "--model_name", sft_tiny_run["dir"], "--reward", "rule:pubmedqa",
+                        "--dataset_path", no_prompts["train"], "--eval_split_size", "0", "--output_dir", out,
+                        "--response_length", "4", "--max_steps", "2", "--per_device_train_batch_size", "8",
+                        "--report_to", "tensorboard", *FAST)
+    assert code == 0, err
+    assert list((out / "runs" / "heal-ppo").glob("events.out.tfevents.*"))  # the run's name: heal-ppo
+    board = EventAccumulator(str(out / "runs" / "heal-ppo"))
+    board.Reload()
+    logged = {r["step"]: r["objective/kl"] for r in _rows(out)}
+    for key in ("objective/kl", "objective/scores", "loss/policy", "loss/value", "policy/clipfrac",
+                "val/explained_var", "response/eos_rate"):
+        assert [e.step for e in board.Scalars(key)] == [1, 2], key
+    assert [e.value for e in board.Scalars("objective/kl")] == pytest.approx([logged[1], logged[2]], abs=1e-6)
 
 
 def test_whitening_and_kl_math_in_a_real_rollout_batch():
@@ -286,3 +350,64 @@ class SimpleModelArgs:
     use_peft = False
     dtype = None
     trust_remote_code = False
+
+
+def test_length_groups_compute_what_one_padded_batch_computes(sft_tiny_run):
+    """PolicyAndValue runs rows in groups of similar length without their shared left padding; logits and values
+    must equal those of the whole left-padded batch, in the callers' row order."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from heal.ppo.models import PolicyAndValue, length_groups, load_value_model
+    from heal.ppo.rewards import sequence_inputs
+    from heal.ppo.rollout import encode_prompts, left_pad
+
+    folder = str(sft_tiny_run["dir"])
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    value = load_value_model(folder, tokenizer, SimpleModelArgs(), from_policy=True)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(value.score.weight)  # non-zero values, so the check means something
+    model = PolicyAndValue(AutoModelForCausalLM.from_pretrained(folder), value).eval()
+    rows = encode_prompts(tokenizer, io.read_records(sft_tiny_run["data"]["dev"])[:10], None, 200)
+    rows = [row[-(30 + 7 * (i * 3 % 10)):] for i, row in enumerate(rows)]  # 30…93 tokens, shuffled lengths
+    query, query_mask = left_pad(rows, tokenizer.pad_token_id)
+    response = torch.randint(5, 100, (10, 6))
+    response_mask = torch.ones_like(response)
+    response_mask[::3, 4:] = 0
+    inputs = sequence_inputs(query, query_mask, response, response_mask)
+    assert [len(g) for g in length_groups(inputs[1])] == [5, 5]  # 10 rows: two groups of ≥ 4
+    with torch.no_grad():
+        logits, values = model(*inputs, 6)
+        whole_logits, whole_values = model._forward(*inputs, 6)  # one group: the padded batch as it is
+    assert torch.allclose(logits, whole_logits, atol=1e-4) and torch.allclose(values, whole_values, atol=1e-4)
+    assert values.abs().sum() > 0
+
+
+def test_the_first_ppo_step_provides_the_rollouts_logprobs_and_values(sft_tiny_run):
+    """With one optimizer step per epoch over the whole batch, the rollout skips its policy/value pass and the first
+    PPO step's forward pass provides log π_old and V (step 5'): the update must be the one the separate pass gives."""
+    import torch
+
+    from heal.ppo import setup
+    from heal.ppo.data import load_prompts
+    from heal.ppo.train import make_parser, ppo_update
+
+    prompts = load_prompts(str(sft_tiny_run["data"]["train"]))[:32]
+    metrics = {}
+    for policy_pass in (True, False):
+        script, training, model_args = make_parser().parse([
+            "--model_name", str(sft_tiny_run["dir"]), "--reward", "rule:pubmedqa", "--output_dir", "unused",
+            "--response_length", "6", "--per_device_train_batch_size", "8", "--max_steps", "2"])
+        run = setup.build_run(script, training, model_args, prompts, setup.batch_sizes(training, 1, len(prompts)),
+                              credentialed=False, trackers=[])
+        assert run.settings.policy_pass is False  # one minibatch, no accumulation: the fused path by default
+        run.settings.policy_pass = policy_pass
+        torch.manual_seed(0)
+        rows = []
+        for _ in range(2):
+            rows.append(ppo_update(run)[0])
+            run.step += 1
+        metrics[policy_pass] = rows
+    for key in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "val/ratio", "policy/clipfrac"):
+        assert [r[key] for r in metrics[False]] == pytest.approx([r[key] for r in metrics[True]], abs=1e-4), key
+    assert metrics[False][1]["objective/kl"] != 0.0  # the second update's rollout came from trained weights

@@ -43,7 +43,11 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
     policy = require_policy(model_args.model_name_or_path, "GRPO")
     if script.value_model_path:
         raise HealError("--value_model_path: GRPO has no value model (the group's mean reward is the baseline)")
-    kind, _ = parse_reward(script.reward, training.reward_model_path)
+    kind, reward_model = parse_reward(script.reward, training.reward_model_path)
+    if kind == "model":
+        from heal.ppo.rewards import require_reward_model
+
+        require_reward_model(reward_model)  # before any model is loaded
     train_records, eval_records, prompts_path = split_prompts(
         script, training.reward_model_path if kind == "model" else None, training.seed)
     folder = Path(training.output_dir)

@@ -99,8 +99,8 @@ class HealPPOConfig(TrainingArguments):
     response_length: int = field(default=53, metadata={
         "help": "Tokens generated per response (fixed length; the response is then cut after its stop token)."})
     max_prompt_length: int | None = field(default=None, metadata={
-        "help": "Longest prompt in tokens (longer ones lose their beginning). Default: the model's context minus "
-                "--response_length."})
+        "help": "Longest prompt in tokens (longer ones lose their beginning). Unset: every prompt must fit the "
+                "model's context minus --response_length (a longer one is an error)."})
     stop_token: Literal["eos"] | None = field(default=None, metadata={
         "help": "TRL's stop option: 'eos' ends responses at the tokenizer's EOS only. Default (unset): the ids "
                 "heal.models.prompting.stop_token_ids names (EOS and the chat template's end-of-turn token)."})

@@ -64,6 +64,19 @@ def token_scores(classifier, input_ids, attention_mask, position_ids) -> torch.T
     return head(hidden).squeeze(-1).float()
 
 
+# Rows of a forward pass are run in groups of similar length, each without the left padding all its rows share: less
+# padding is computed. At most 4 groups of at least 4 rows: on heal-tiny (CPU, 16 rollouts of 130-180 prompt tokens)
+# this cut a PPO step's forward + backward by 7%; more, smaller groups lose more to per-call overhead than they save.
+MAX_LENGTH_GROUPS = 4
+MIN_GROUP_ROWS = 4
+
+
+def length_groups(attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    """Row indices sorted by real length and cut into at most MAX_LENGTH_GROUPS groups of ≥ MIN_GROUP_ROWS rows."""
+    order = torch.argsort(attention_mask.sum(dim=1), stable=True)
+    return list(torch.tensor_split(order, max(1, min(MAX_LENGTH_GROUPS, len(order) // MIN_GROUP_ROWS))))
+
+
 class PolicyAndValue(nn.Module):
     """Policy and value model as one module: one optimizer, one DDP/FSDP wrapper, one backward."""
 
@@ -74,7 +87,16 @@ class PolicyAndValue(nn.Module):
 
     def forward(self, input_ids, attention_mask, position_ids, response_length: int):
         """Logits that predict the last `response_length` tokens (B, T, V) and the values of the states before
-        each of them (B, T)."""
+        each of them (B, T). Inputs are left-padded (B, L); rows run in length groups (length_groups)."""
+        groups = length_groups(attention_mask)
+        outputs = [self._forward(input_ids[rows], attention_mask[rows], position_ids[rows], response_length)
+                   for rows in groups]
+        inverse = torch.argsort(torch.cat(groups))  # back to the callers' row order
+        return torch.cat([o[0] for o in outputs])[inverse], torch.cat([o[1] for o in outputs])[inverse]
+
+    def _forward(self, input_ids, attention_mask, position_ids, response_length: int):
+        start = int(attention_mask.any(dim=0).long().argmax())  # columns of padding in every row are skipped
+        input_ids, attention_mask, position_ids = (t[:, start:] for t in (input_ids, attention_mask, position_ids))
         logits = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              use_cache=False, logits_to_keep=response_length + 1).logits[:, :-1]
         values = token_scores(self.value_model, input_ids, attention_mask, position_ids)

@@ -55,11 +55,11 @@ class RewardModelSource:
     def __init__(self, path: str, policy_tokenizer, batch_size: int = 64):
         from transformers import AutoModelForSequenceClassification
 
-        from heal.models.loading import load_tokenizer, model_source
+        from heal.models.loading import load_tokenizer
         from heal.ppo.models import freeze, same_tokenizer
         from heal.reward.scoring import normalization
 
-        model_source(path, "--reward_model_path")
+        require_reward_model(path)
         self.path = path
         self.tokenizer = load_tokenizer(path)
         try:
@@ -67,9 +67,6 @@ class RewardModelSource:
         except (OSError, ValueError) as e:
             raise HealError(f"--reward_model_path {path}: not a sequence classifier "
                             f"({str(e).splitlines()[0][:200]}); train one with `heal reward`") from None
-        if self.model.config.num_labels != 1:
-            raise HealError(f"--reward_model_path {path}: has {self.model.config.num_labels} outputs; a reward model "
-                            "has one (train it with `heal reward`)")
         self.mean, self.std = normalization(self.model.config)
         self.same_tokens = same_tokenizer(self.tokenizer, policy_tokenizer) and _has_score_head(self.model)
         self.batch_size = batch_size
@@ -98,6 +95,29 @@ class RewardModelSource:
         scores = token_scores(self.model, input_ids, attention_mask, position_ids)  # (B, P + T)
         last = batch.query.shape[1] + last_token_index(batch.response_mask)
         return scores[torch.arange(scores.shape[0], device=scores.device), last].float().cpu()
+
+
+def require_reward_model(path: str) -> None:
+    """A one-output sequence classifier, checked on its config before loading (a causal LM would load with a new,
+    random head and a long load report)."""
+    from transformers import AutoConfig
+
+    from heal.models.loading import model_source
+
+    model_source(path, "--reward_model_path")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise HealError(f"--reward_model_path {path}: cannot read its config.json ({str(e).splitlines()[0][:200]})") \
+            from None
+    architectures = config.architectures or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        raise HealError(f"--reward_model_path {path}: not a sequence classifier (config.json architectures: "
+                        f"{', '.join(architectures) or 'none'}); train a reward model with `heal reward` (a causal LM "
+                        "is a policy: --model_name, or an AI judge: --reward judge:hf:<path>)")
+    if config.num_labels != 1:
+        raise HealError(f"--reward_model_path {path}: has {config.num_labels} outputs; a reward model has one "
+                        "(train it with `heal reward`)")
 
 
 def _has_score_head(model) -> bool:

@@ -33,6 +33,9 @@ class RolloutSettings:
     forward_batch_size: int = 64
     missing_eos_penalty: float | None = None
     system_prompt: str | None = None
+    # False when the first PPO step's forward pass provides log π_old and V (heal.ppo.train: one optimizer step per
+    # epoch over the whole batch), so the rollout skips its own pass of the policy and value model
+    policy_pass: bool = True
 
 
 @dataclass
@@ -44,9 +47,9 @@ class Rollout:
     response: torch.Tensor  # (B, T) sampled ids, pad after the stop token; T ≤ response_length: the longest response
     response_mask: torch.Tensor  # (B, T) 1 up to and including the stop token
     has_stop: torch.Tensor  # (B,) bool: the response ended with a stop token
-    logprobs: torch.Tensor  # (B, T) log π_old(a_t) at the sampling temperature, 0 on padding
+    logprobs: torch.Tensor | None  # (B, T) log π_old(a_t) at the sampling temperature, 0 on padding
     ref_logprobs: torch.Tensor  # (B, T) log π_ref(a_t), 0 on padding
-    values: torch.Tensor  # (B, T) V(s_t) of the rollout's value model, 0 on padding
+    values: torch.Tensor | None  # (B, T) V(s_t) of the rollout's value model, 0 on padding
     scores: torch.Tensor  # (B,) the reward source's score (after the missing-EOS penalty)
     texts: list[str]
     records: list[dict]
@@ -101,16 +104,22 @@ def generate(policy, query, query_mask, response_length: int, temperature: float
 
 
 @torch.no_grad()
-def forward_pass(model, reference, query, query_mask, response, response_mask, temperature: float):
-    """log π_old, log π_ref and V for the sampled tokens, each (B, T), 0 on padding.
+def forward_pass(model, reference, query, query_mask, response, response_mask, temperature: float,
+                 policy_pass: bool = True):
+    """log π_old, log π_ref and V for the sampled tokens, each (B, T), 0 on padding; log π_old and V are None
+    without `policy_pass`.
 
     `model` is the (unwrapped) PolicyAndValue; `reference` the frozen initial policy, or None with LoRA (the policy
     with its adapters disabled is the reference)."""
     input_ids, attention_mask, position_ids = sequence_inputs(query, query_mask, response, response_mask)
     length = response.shape[1]
-    logits, values = model(input_ids, attention_mask, position_ids, length)
-    logprobs = logprobs_of(logits / (temperature + 1e-7), response)
-    del logits
+    mask = response_mask.float()
+    logprobs = values = None
+    if policy_pass:
+        logits, values = model(input_ids, attention_mask, position_ids, length)
+        logprobs = logprobs_of(logits / (temperature + 1e-7), response) * mask
+        values = values * mask
+        del logits
     if reference is None:
         with model.policy.disable_adapter():
             ref_logits = model.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
@@ -118,9 +127,8 @@ def forward_pass(model, reference, query, query_mask, response, response_mask, t
     else:
         ref_logits = reference(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                use_cache=False, logits_to_keep=length + 1).logits[:, :-1]
-    ref_logprobs = logprobs_of(ref_logits / (temperature + 1e-7), response)
-    mask = response_mask.to(logprobs.dtype)
-    return logprobs * mask, ref_logprobs * mask, values * mask
+    ref_logprobs = logprobs_of(ref_logits / (temperature + 1e-7), response) * mask
+    return logprobs, ref_logprobs, values
 
 
 def decode(tokenizer, response: torch.Tensor, response_mask: torch.Tensor, stop_ids: list[int]) -> list[str]:
@@ -162,9 +170,10 @@ def _rollout_chunk(model, reference, reward_source, tokenizer, records: list[dic
     scores = reward_source.score(batch).float()
     if s.missing_eos_penalty:
         scores = scores - s.missing_eos_penalty * (~has_stop).float()
-    # 5. One no-grad forward pass each: log π_old and V (policy and value model), log π_ref (reference).
+    # 5. One no-grad forward pass each: log π_old and V (policy and value model; unless the first PPO step provides
+    #    them), log π_ref (reference).
     logprobs, ref_logprobs, values = forward_pass(model, reference, query, query_mask, response, response_mask,
-                                                  s.temperature)
+                                                  s.temperature, s.policy_pass)
     return Rollout(query, query_mask, response, response_mask, has_stop, logprobs, ref_logprobs, values, scores,
                    texts, records)
 
@@ -181,6 +190,8 @@ def _join(chunks: list[Rollout], pad_id: int) -> Rollout:
         return torch.nn.functional.pad(t, (0, length - t.shape[1]), value=value)
 
     def cat(name: str, pad=None, value=0):
+        if getattr(chunks[0], name) is None:  # log π_old and V when the first PPO step provides them
+            return None
         return torch.cat([pad(getattr(c, name), value) if pad else getattr(c, name) for c in chunks])
 
     return Rollout(

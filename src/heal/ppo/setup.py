@@ -245,9 +245,10 @@ def build_run(script, training, model_args, prompts: list[dict], sizes: Sizes, c
         reference.to(accelerator.device)
     settings = RolloutSettings(
         response_length=training.response_length, temperature=training.temperature,
-        stop_ids=stop_ids(training, tokenizer), max_prompt_length=_max_prompt_length(training, policy),
+        stop_ids=stop_ids(training, tokenizer), max_prompt_length=max_prompt_length(training, policy.config),
         forward_batch_size=training.local_rollout_forward_batch_size,
-        missing_eos_penalty=training.missing_eos_penalty, system_prompt=script.system_prompt)
+        missing_eos_penalty=training.missing_eos_penalty, system_prompt=script.system_prompt,
+        policy_pass=sizes.local_mini_batch != sizes.local_batch or sizes.micro_batch != sizes.local_batch)
     kl_ctl = make_kl_controller(training.kl_coef, training.kl_target, training.kl_horizon)
     return PPORun(args=training, accelerator=accelerator, model=model, reference=reference,
                   reward=reward.to(accelerator.device), tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler,
@@ -255,12 +256,45 @@ def build_run(script, training, model_args, prompts: list[dict], sizes: Sizes, c
                   extra={"info": info})
 
 
-def _max_prompt_length(training, policy) -> int:
-    if training.max_prompt_length:
-        return training.max_prompt_length
-    context = getattr(policy.config, "max_position_embeddings", None) or 2048
+def max_prompt_length(training, config) -> int:
+    """--max_prompt_length, or what the model's context (`config`) leaves beside --response_length."""
+    context = getattr(config, "max_position_embeddings", None) or 2048
     room = context - training.response_length
     if room < 1:
         raise HealError(f"--response_length {training.response_length} leaves no room for the prompt in the model's "
                         f"{context}-token context; lower it")
-    return room
+    if training.max_prompt_length and training.max_prompt_length > room:
+        raise HealError(f"--max_prompt_length {training.max_prompt_length} + --response_length "
+                        f"{training.response_length} exceed the model's {context}-token context; lower one of them")
+    return training.max_prompt_length or room
+
+
+def check_prompt_lengths(training, model_args, script, prompt_sets: list[tuple[list[dict], str]]) -> None:
+    """Before anything is loaded or written: without --max_prompt_length, a prompt that does not fit the context
+    beside the response is an error (cutting it silently would train on text the user never wrote); with it, longer
+    prompts keep their last tokens. `prompt_sets`: (records, the file they came from)."""
+    from transformers import AutoConfig
+
+    from heal.models.loading import load_tokenizer
+    from heal.ppo.rollout import encode_prompts
+
+    name = model_args.model_name_or_path
+    tokenizer = load_tokenizer(name, model_args.model_revision, model_args.trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(name, revision=model_args.model_revision,
+                                            trust_remote_code=model_args.trust_remote_code)
+    except (OSError, ValueError):
+        config = None  # an adapter folder: the model loader finds its base (and 2048 tokens are assumed here)
+    room = max_prompt_length(training, config)
+    if training.max_prompt_length:
+        return
+    for records, path in prompt_sets:
+        lengths = [len(ids) for ids in encode_prompts(tokenizer, records, script.system_prompt, 10 ** 9)]
+        too_long = [(n, r) for n, r in zip(lengths, records) if n > room]
+        if too_long:
+            n, record = max(too_long, key=lambda pair: pair[0])
+            start = " ".join(str(record["prompt"]).split())[:60]
+            raise HealError(f"{path}: {len(too_long)} prompt(s) longer than the {room} tokens the policy's context "
+                            f"leaves beside --response_length {training.response_length} (longest: {n} tokens, "
+                            f"\"{start}…\"); shorten them, lower --response_length, or pass --max_prompt_length N to "
+                            "keep each prompt's last N tokens")

@@ -52,13 +52,15 @@ def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelC
     setup.check_settings(training)
     kind, reward_model = parse_reward(script.reward, training.reward_model_path)
     if kind == "model":
-        from heal.models.loading import model_source
+        from heal.ppo.rewards import require_reward_model
 
-        model_source(reward_model, "--reward_model_path")
+        require_reward_model(reward_model)  # before any model is loaded
     trackers = report.trackers(training.report_to)
     train_records, eval_records, prompts_path = split_prompts(script, reward_model if kind == "model" else None,
                                                               training.seed)
     sizes = setup.batch_sizes(training, state.num_processes, len(train_records))
+    setup.check_prompt_lengths(training, model_args, script, [(train_records, prompts_path),
+                                                              (eval_records, script.eval_dataset_path or prompts_path)])
     folder = Path(training.output_dir)
     checkpoint = _claim(folder, script, training, policy_path, prompts_path, state)
     credentialed = _credentialed(train_records, prompts_path)
@@ -135,6 +137,13 @@ def ppo_update(run) -> tuple[dict, object]:
     rollout = make_rollout(run.unwrapped, run.reference, run.reward, run.tokenizer,
                            [run.prompts[i] for i in picks], run.settings)
     mask = rollout.response_mask.float()  # (B, T)
+    first = None
+    if not run.settings.policy_pass:
+        # 5'. One optimizer step per epoch over the whole batch (num_mini_batches 1, no accumulation): the first PPO
+        #     step's forward pass runs at the rollout's weights, so its outputs, detached, are log π_old and V.
+        run.model.train()
+        first = _forward(run, rollout, torch.arange(sizes.local_batch, device=mask.device))
+        rollout.logprobs, rollout.values = first[0].detach() * mask, first[1].detach() * mask
     # 6. Per-token rewards: −β·KL(π‖π_ref) on every real token, plus the score at the last real token;
     #    optionally whitened (scale only).
     kl = kl_penalty(rollout.logprobs, rollout.ref_logprobs, args.kl_estimator) * mask  # (B, T)
@@ -147,7 +156,7 @@ def ppo_update(run) -> tuple[dict, object]:
     rollout_seconds = time.perf_counter() - started
     # 8. PPO epochs × minibatches × micro-batches: clipped policy loss + vf_coef · clipped value loss.
     run.model.train()  # dropout is 0 everywhere: train mode only lets gradient checkpointing work
-    stats = optimise(run, rollout, advantages, returns)
+    stats = optimise(run, rollout, advantages, returns, first)
     # 9. Metrics (averaged over processes), then adapt β to the measured KL (a fixed β stays).
     metrics = _rollout_metrics(run, rollout, kl, returns, mask)
     run.kl_ctl.update(metrics["objective/kl"], sizes.batch)
@@ -160,20 +169,23 @@ def ppo_update(run) -> tuple[dict, object]:
     return metrics, rollout
 
 
-def optimise(run, rollout, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+def optimise(run, rollout, advantages: torch.Tensor, returns: torch.Tensor, first=None) -> dict:
     """num_ppo_epochs passes over the rollouts in a fresh random order; one optimizer step per minibatch, whose
-    micro-batches accumulate gradients (synchronised across processes at the optimizer step)."""
+    micro-batches accumulate gradients (synchronised across processes at the optimizer step). `first`: the forward
+    pass of the first epoch's one micro-batch (the whole batch), already made in step 5'."""
     args, sizes, acc = run.args, run.sizes, run.accelerator
-    inputs = sequence_inputs(rollout.query, rollout.query_mask, rollout.response, rollout.response_mask)
     totals: dict[str, list[float]] = defaultdict(list)
-    for _ in range(args.num_ppo_epochs):
+    for epoch in range(args.num_ppo_epochs):
         order = torch.randperm(sizes.local_batch, device=rollout.response.device)
+        if epoch == 0 and first is not None:
+            order = torch.arange(sizes.local_batch, device=rollout.response.device)  # the rows `first` holds
         for mini_start in range(0, sizes.local_batch, sizes.local_mini_batch):
             minibatch = order[mini_start:mini_start + sizes.local_mini_batch]
             for micro_start in range(0, sizes.local_mini_batch, sizes.micro_batch):
                 idx = minibatch[micro_start:micro_start + sizes.micro_batch]
                 with acc.accumulate(run.model):
-                    step_stats = _micro_step(run, [t[idx] for t in inputs], rollout, idx, advantages, returns)
+                    outputs = first if epoch == 0 and first is not None else _forward(run, rollout, idx)
+                    step_stats = _micro_step(run, outputs, rollout, idx, advantages, returns)
                 for key, value in step_stats.items():
                     totals[key].append(value)
     means = {key: torch.tensor(values).mean() for key, values in totals.items()}
@@ -182,14 +194,21 @@ def optimise(run, rollout, advantages: torch.Tensor, returns: torch.Tensor) -> d
     return {key: acc.reduce(value.to(acc.device), "mean").item() for key, value in means.items()}
 
 
-def _micro_step(run, inputs, rollout, idx, advantages, returns) -> dict:
-    """Forward, both clipped losses, backward; the optimizer steps when the minibatch's last micro-batch is done."""
-    args, acc = run.args, run.accelerator
-    input_ids, attention_mask, position_ids = inputs
-    mask = rollout.response_mask[idx].float()
+def _forward(run, rollout, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log π, V, logits) of rollouts `idx` under the current weights, with gradients: (B, T), (B, T), (B, T, V).
+    Logits are divided by the sampling temperature, as in the rollout."""
+    input_ids, attention_mask, position_ids = sequence_inputs(rollout.query[idx], rollout.query_mask[idx],
+                                                              rollout.response[idx], rollout.response_mask[idx])
     logits, values = run.model(input_ids, attention_mask, position_ids, rollout.response.shape[1])
-    logits = logits / (args.temperature + 1e-7)  # the sampling temperature, as in the rollout
-    logprobs = logprobs_of(logits, rollout.response[idx])
+    logits = logits / (run.args.temperature + 1e-7)
+    return logprobs_of(logits, rollout.response[idx]), values, logits
+
+
+def _micro_step(run, outputs, rollout, idx, advantages, returns) -> dict:
+    """Both clipped losses, backward; the optimizer steps when the minibatch's last micro-batch is done."""
+    args, acc = run.args, run.accelerator
+    logprobs, values, logits = outputs
+    mask = rollout.response_mask[idx].float()
     pg_loss, pg = policy_loss(logprobs, rollout.logprobs[idx], advantages[idx], mask, args.cliprange)
     vf_loss, vf_clipfrac = value_loss(values, rollout.values[idx], returns[idx], mask, args.cliprange_value)
     loss = pg_loss + args.vf_coef * vf_loss
