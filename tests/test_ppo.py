@@ -268,12 +268,13 @@ def test_a_reward_model_with_another_tokenizer_scores_the_decoded_text(sft_tiny_
 def test_a_missing_tracker_package_is_a_one_line_error(sft_tiny_run, tmp_path, capsys):
     import importlib.util
 
-    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        pytest.skip("tensorboard is installed here")
+    missing = next((name for name in ("wandb", "mlflow", "tensorboard") if not importlib.util.find_spec(name)), None)
+    if missing is None or (missing == "tensorboard" and importlib.util.find_spec("tensorboardX")):
+        pytest.skip("every tracker package is installed here")
     code, _, err = heal(capsys, "ppo", "--model_name", sft_tiny_run["dir"], "--reward", "rule:pubmedqa",
                         "--dataset_path", sft_tiny_run["data"]["train"], "--output_dir", tmp_path / "out",
-                        "--report_to", "tensorboard")
-    assert_one_line_error(code, err, "--report_to tensorboard", "pip install tensorboard")
+                        "--report_to", missing)
+    assert_one_line_error(code, err, f"--report_to {missing}", f"pip install {missing}")
 
 
 def test_report_to_tensorboard_writes_the_metrics(sft_tiny_run, no_prompts, tmp_path, capsys):
