@@ -18,17 +18,20 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS
 SMALL = ("--response_length", "6", "--max_prompt_length", "96", "--disable_tqdm", "true")
 
 
-def test_two_processes_split_the_rollouts_and_stay_in_sync(sft_tiny_run, reward_tiny_run, tmp_path):
+@pytest.mark.parametrize("batching", [
+    ("--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "4", "--num_mini_batches", "2"),
+    ("--per_device_train_batch_size", "4"),  # one optimizer step per epoch: the first step's pass gives π_old, V
+], ids=["2-minibatches-x-2-micro-batches", "whole-batch-steps"])
+def test_two_processes_split_the_rollouts_and_stay_in_sync(batching, sft_tiny_run, reward_tiny_run, tmp_path):
     """torchrun --nproc_per_node 2 on CPU (gloo): each rank rolls out its own 4 prompts per update, the metrics count
-    both ranks' 8 rollouts, and after the DDP updates (2 minibatches of 2 micro-batches each, per PPO epoch) both
-    ranks hold the same, changed weights."""
+    both ranks' 8 rollouts, and after the DDP updates (2 minibatches of 2 micro-batches each per PPO epoch, or one
+    whole-batch step) both ranks hold the same, changed weights."""
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "heal.cli", "ppo", "--model_name", str(sft_tiny_run["dir"]), "--reward_model_path",
                str(reward_tiny_run["dir"]), "--dataset_path", str(sft_tiny_run["data"]["train"]),
                "--eval_dataset_path", str(sft_tiny_run["data"]["dev"]), "--max_eval_samples", "8",
-               "--output_dir", str(out), "--max_steps", "2", "--per_device_train_batch_size", "1",
-               "--gradient_accumulation_steps", "4", "--num_mini_batches", "2", "--save_strategy", "no", *SMALL]
+               "--output_dir", str(out), "--max_steps", "2", *batching, "--save_strategy", "no", *SMALL]
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     run = artifacts.read_run(out)
