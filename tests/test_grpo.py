@@ -55,6 +55,21 @@ def test_grpo_with_a_reward_model_default_prompts(sft_tiny_run, reward_tiny_run,
     assert "eval/score" in run["metrics"] and "eval_before/score" in run["metrics"]
 
 
+def test_grpo_with_a_judges_score_as_the_reward(sft_tiny_run, tmp_path, capsys, monkeypatch):
+    """d-RLAIF in GRPO: a local HF judge scores every completion; its scores (in [0, 1]) are the logged rewards."""
+    monkeypatch.setenv("HEAL_CACHE_DIR", str(tmp_path / "cache"))
+    spec = f"hf:{sft_tiny_run['dir']}"
+    out = tmp_path / "grpo_judge"
+    code, _, err = heal(capsys, "grpo", "--model_name", sft_tiny_run["dir"], "--reward", f"judge:{spec}",
+                        "--dataset_path", sft_tiny_run["data"]["train"], "--output_dir", out, "--max_steps", "2",
+                        *QUICK)
+    assert code == 0, err
+    key = "train/rewards/" + spec.replace(":", "_").replace("/", "_") + "/mean"
+    rows = [r for r in artifacts.read_metrics(out) if key in r]
+    assert len(rows) == 2 and all(0.0 <= r[key] <= 1.0 for r in rows)
+    assert artifacts.read_run(out)["status"] == "complete"
+
+
 def test_grpo_presets_parse():
     from heal.grpo.train import make_parser
 
