@@ -16,7 +16,8 @@ The file names a run folder and an ordered mapping of stages; each stage is one 
         verb: eval
         args: {model_path: "${ppo}", dataset_path: …}
 
-`${run_dir}` is the run folder, `${builtin}` HEAL's own data files (heal/data/builtin), and `${<stage>}` a stage's output: `output_dir` (default `<run_dir>/<stage>`) or, for
+`${run_dir}` is the run folder, `${builtin}` HEAL's own data files (heal/data/builtin), and `${<stage>}` a stage's
+output: `output_dir` (default `<run_dir>/<stage>`) or, for
 verbs that write one file (prep, label), its `output_path`. Before anything runs, every stage's verb, keys and values
 are checked and every input path must exist or come from an earlier stage; a problem is one line naming the key,
 exit 2, and nothing is written.
@@ -58,12 +59,14 @@ INPUT_KEYS = ("input_path", "dataset_path", "eval_dataset_path", "folds_path", "
               "agreement", "resume_from_checkpoint")
 STATE_FILE = "pipeline_state.json"
 BUILTIN = Path(__file__).parent / "data" / "builtin"  # ${builtin}: data files shipped with HEAL
+_RESERVED = ("run_dir", "builtin")  # placeholders that are not stages
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
 @dataclass
 class PipelineConfig:
-    file: str = field(metadata={"help": "The pipeline YAML file (run_dir + stages); also the first positional argument."})
+    file: str = field(metadata={
+        "help": "The pipeline YAML file (run_dir + stages); also the first positional argument."})
     stages: str | None = field(default=None, metadata={
         "help": "Comma-separated stage names to run (the others are not run); default: all."})
     force: bool = field(default=False, metadata={
@@ -162,7 +165,7 @@ def _resolve(value, outputs: dict[str, Path], path: Path, where: str):
     def one(match: re.Match) -> str:
         if match.group(1) not in outputs:
             raise HealError(f"{path}: {where}: ${{{match.group(1)}}} names no earlier stage; use ${{run_dir}} or the "
-                            f"name of a stage above this one ({', '.join(k for k in outputs if k not in ('run_dir', 'builtin'))})")
+                            f"name of a stage above this one ({', '.join(k for k in outputs if k not in _RESERVED)})")
         return str(outputs[match.group(1)])
 
     return _PLACEHOLDER.sub(one, value)
@@ -185,7 +188,8 @@ def validate(path: Path, stages: list[Stage], check_inputs: bool = True) -> None
         stage.args = {dests[k]: v for k, v in stage.args.items()}
         for key in INPUT_KEYS:
             value = stage.args.get(key)
-            if check_inputs and isinstance(value, str) and value and not _available(value, produced + _outputs(stage)[1:], key):
+            own = _outputs(stage)[1:]  # what this stage writes besides its output (a synthetic folds file)
+            if check_inputs and isinstance(value, str) and value and not _available(value, produced + own, key):
                 raise HealError(f"{path}: stages.{stage.name}.args.{key}: {value} does not exist and no earlier stage "
                                 "writes it; fix the path or add the stage that makes it")
         def reject(message: str):

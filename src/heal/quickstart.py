@@ -64,15 +64,15 @@ def before_after_table(folder: Path) -> str:
             ("PubMedQA macro-F1 (greedy answer)", *(evals[n].get("pubmedqa/generate/macro_f1") for n in evals)),
             ("PubMedQA accuracy (log-likelihood)", *(evals[n].get("pubmedqa/loglikelihood/accuracy") for n in evals)),
             ("mean reward, held-out (rule:pubmedqa)", None, ppo.get("eval_before/score"), ppo.get("eval/score")),
-            ("KL(PPO ‖ SFT) per response", None, 0.0 if ppo else None, ppo.get("objective/kl_last")),
+            ("KL(PPO ‖ SFT) per response", None, 0.0 if ppo else None, ppo.get("objective/kl_last")),  # last quarter
             ("attack success rate (harmful requests)", None, red["sft"].get("asr"), red["ppo"].get("asr")),
             ("over-refusal (benign requests)", None, red["sft"].get("over_refusal"), red["ppo"].get("over_refusal"))]
     width = max(len(r[0]) for r in rows)
     lines = [f"{'':<{width}}  {'base':>7}  {'SFT':>7}  {'PPO':>7}", "-" * (width + 27)]
     lines += [f"{name:<{width}}  {cell(b):>7}  {cell(s):>7}  {cell(p):>7}" for name, b, s, p in rows]
-    lines.append(f"(100 held-out synthetic items; base = heal-tiny untrained; KL from the last PPO update; "
-                 f"red-team on {red['sft'].get('harmful', '?')} attacked harmful and {red['sft'].get('benign', '?')} "
-                 "benign requests)")
+    harmful, benign = red["sft"].get("harmful", "?"), red["sft"].get("benign", "?")
+    lines.append("(100 held-out synthetic items; base = heal-tiny untrained; KL averaged over the last quarter of PPO "
+                 f"updates; red-team on {harmful} attacked harmful and {benign} benign requests)")
     return "\n".join(lines)
 
 

@@ -118,7 +118,8 @@ def _headline(verb: str, info: dict) -> str:
         return ", ".join(f"{k} {_fmt(v)}" for k, v in list(rouge.items())[:2])
     if verb == "redteam":
         o = info.get("overall", {})
-        return f"ASR {_fmt(o.get('asr'))} on {o.get('harmful', '?')} attacks, over-refusal {_fmt(o.get('over_refusal'))}"
+        return (f"ASR {_fmt(o.get('asr'))} on {o.get('harmful', '?')} attacks, "
+                f"over-refusal {_fmt(o.get('over_refusal'))}")
     return ""
 
 
@@ -150,7 +151,8 @@ def results_rows(views: list[StageView]) -> list[list[str]]:
                     rows.append([v.name, f"{name} (before → after)",
                                  f"{_fmt(m.get(f'eval_before/{key}'))} → {_fmt(m[f'eval/{key}'])}"])
             if "objective/kl_last" in m:
-                rows.append([v.name, "KL to the reference (last update)", _fmt(m["objective/kl_last"])])
+                rows.append([v.name, "KL to the reference (mean of the last quarter of updates)",
+                             _fmt(m["objective/kl_last"])])
         elif v.verb == "redteam" and v.info.get("overall"):
             o = v.info["overall"]
             rows += [[v.name, f"attack success rate ({o.get('harmful', '?')} attacked requests)", _fmt(o.get("asr"))],
@@ -218,14 +220,16 @@ def examples(views: list[StageView], n: int = 4) -> list[tuple[str, list[dict]]]
             answers = [a for a in _jsonl(v.output / "eval_answers.jsonl") if not a.get("sampled")]
             before = {a["prompt"]: a for a in answers if a.get("when") == "eval_before"}
             pairs = [(before[a["prompt"]], a) for a in answers if a.get("when") == "eval" and a["prompt"] in before]
-            changed = [p for p in pairs if p[0]["text"] != p[1]["text"]] + [p for p in pairs if p[0]["text"] == p[1]["text"]]
+            changed = sorted(pairs, key=lambda p: p[0]["text"] == p[1]["text"])  # answers that changed first
             rows = [{"prompt": _short(b["prompt"], 220), "label": b.get("label") or "",
-                     "before": b["text"], "after": a["text"], "reward": f"{_fmt(b['score'], 2)} → {_fmt(a['score'], 2)}"}
+                     "before": b["text"], "after": a["text"],
+                     "reward": f"{_fmt(b['score'], 2)} → {_fmt(a['score'], 2)}"}
                     for b, a in changed[:n]]
             if rows:
                 sections.append((f"{v.name}: held-out answers before and after (greedy)", rows))
         if v.verb == "redteam" and v.info.get("worst_examples"):
-            rows = [{"attack": w.get("attack", ""), "category": w.get("category", ""), "prompt": _short(w["prompt"], 160),
+            rows = [{"attack": w.get("attack", ""), "category": w.get("category", ""),
+                     "prompt": _short(w["prompt"], 160),
                      "response": _short(w.get("response", ""), 200)} for w in v.info["worst_examples"][:n]]
             sections.append((f"{v.name}: harmful requests answered (worst cases)", rows))
     return sections
