@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from trl import DPOConfig, ModelConfig
 
 from heal.sft.config import TASK_ALIASES, TASK_CHOICES
+from heal.reward.config import CheckpointingDefaults
 
 LR_SMALL = 1e-4  # heal-tiny: a small model trained from scratch moves little at the usual DPO rates
 LR_LORA = 5e-5
@@ -46,7 +47,7 @@ class DPOScriptConfig:
 
 
 @dataclass
-class HealDPOConfig(DPOConfig):
+class HealDPOConfig(CheckpointingDefaults, DPOConfig):
     """TRL's DPOConfig with HEAL's defaults (the same device and checkpoint defaults as `heal sft`)."""
 
     output_dir: str | None = field(default="models/policy_model/dpo", metadata={
@@ -60,15 +61,6 @@ class HealDPOConfig(DPOConfig):
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate: no, steps or epoch."})
     save_strategy: str = field(default="steps", metadata={"help": "When to checkpoint: no, steps or epoch."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N optimizer steps."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
-    resume_from_checkpoint: str | None = field(default=None, metadata={
-        "help": "Continue a run: 'last' for the newest checkpoint in --output_dir, or a checkpoint path."})
-
-    def __post_init__(self):
-        from heal.reward.config import apply_device_defaults
-
-        apply_device_defaults(self)
-        super().__post_init__()
 
 
 @dataclass

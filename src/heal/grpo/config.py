@@ -12,6 +12,7 @@ from trl import GRPOConfig
 
 from heal.dpo.config import DPOModelConfig
 from heal.ppo.config import PPOScriptConfig
+from heal.reward.config import CheckpointingDefaults
 
 LR_SMALL = 3e-4  # heal-tiny (as for PPO)
 LR_LORA = 1e-5
@@ -25,7 +26,7 @@ class GRPOScriptConfig(PPOScriptConfig):
 
 
 @dataclass
-class HealGRPOConfig(GRPOConfig):
+class HealGRPOConfig(CheckpointingDefaults, GRPOConfig):
     """TRL's GRPOConfig with HEAL's defaults (the same device and checkpoint defaults as `heal sft`)."""
 
     output_dir: str | None = field(default="models/policy_model/grpo", metadata={
@@ -48,15 +49,6 @@ class HealGRPOConfig(GRPOConfig):
     logging_steps: float = field(default=5, metadata={"help": "Log every N optimizer steps."})
     save_strategy: str = field(default="steps", metadata={"help": "When to checkpoint: no, steps or epoch."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N optimizer steps."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
-    resume_from_checkpoint: str | None = field(default=None, metadata={
-        "help": "Continue a run: 'last' for the newest checkpoint in --output_dir, or a checkpoint path."})
-
-    def __post_init__(self):
-        from heal.reward.config import apply_device_defaults
-
-        apply_device_defaults(self)
-        super().__post_init__()
 
 
 @dataclass

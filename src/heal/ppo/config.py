@@ -22,6 +22,7 @@ from transformers import TrainingArguments
 from trl import ModelConfig
 
 from heal.sft.config import TASK_ALIASES, TASK_CHOICES
+from heal.reward.config import CheckpointingDefaults
 
 LR_SMALL = 3e-4  # heal-tiny (built by HEAL, ~1 M parameters): small models tolerate and need larger steps
 LR_LORA = 1e-5  # LoRA on a pretrained model
@@ -72,7 +73,7 @@ class PPOScriptConfig:
 
 
 @dataclass
-class HealPPOConfig(TrainingArguments):
+class HealPPOConfig(CheckpointingDefaults, TrainingArguments):
     """PPO's knobs (TRL 1.12 PPOConfig names) on top of TrainingArguments (optimizer, schedule, logging, saving)."""
 
     output_dir: str | None = field(default="models/policy_model/ppo", metadata={
@@ -136,17 +137,8 @@ class HealPPOConfig(TrainingArguments):
     logging_steps: float = field(default=1, metadata={"help": "Log metrics every N PPO updates."})
     save_steps: float = field(default=50, metadata={
         "help": "Write output_dir/checkpoint-N every N PPO updates (--resume_from_checkpoint continues)."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
     report_to: None | str | list[str] = field(default="none", metadata={
         "help": "Also send the metrics to: tensorboard, wandb, mlflow (through accelerate's trackers), or none."})
-    resume_from_checkpoint: str | None = field(default=None, metadata={
-        "help": "Continue a run: 'last' for the newest checkpoint in --output_dir, or a checkpoint path."})
-
-    def __post_init__(self):
-        from heal.reward.config import apply_device_defaults
-
-        apply_device_defaults(self)
-        super().__post_init__()
 
 
 @dataclass

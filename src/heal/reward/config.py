@@ -56,7 +56,22 @@ class RewardScriptConfig:
 
 
 @dataclass
-class HealRewardConfig(RewardConfig):
+class CheckpointingDefaults:
+    """What `heal reward`, `heal dpo`, `heal grpo` and `heal ppo` share on top of their trainer's config: two kept
+    checkpoints, `--resume_from_checkpoint last`, and the device defaults of `heal sft`. Listed first among the bases,
+    so these defaults win over the trainer config's and its __post_init__ runs after the device defaults."""
+
+    save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
+    resume_from_checkpoint: str | None = field(default=None, metadata={
+        "help": "Continue a run: 'last' for the newest checkpoint in --output_dir, or a checkpoint path."})
+
+    def __post_init__(self):
+        apply_device_defaults(self)
+        super().__post_init__()
+
+
+@dataclass
+class HealRewardConfig(CheckpointingDefaults, RewardConfig):
     """TRL's RewardConfig with HEAL's defaults (the same device and checkpoint defaults as `heal sft`)."""
 
     output_dir: str | None = field(default="models/reward_model/rm", metadata={
@@ -72,13 +87,6 @@ class HealRewardConfig(RewardConfig):
     eval_strategy: str = field(default="epoch", metadata={"help": "When to measure pairwise accuracy: no, steps, epoch."})
     save_strategy: str = field(default="steps", metadata={"help": "When to checkpoint: no, steps or epoch."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N optimizer steps."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
-    resume_from_checkpoint: str | None = field(default=None, metadata={
-        "help": "Continue a run: 'last' for the newest checkpoint in --output_dir, or a checkpoint path."})
-
-    def __post_init__(self):
-        apply_device_defaults(self)
-        super().__post_init__()
 
 
 def apply_device_defaults(args) -> None:
