@@ -264,7 +264,8 @@ def _status(view: StageView, state: dict) -> str:
     return view.status
 
 
-def render_html(title: str, description: str | None, folder: Path, views: list[StageView], state: dict) -> str:
+def render_html(title: str, description: str | None, folder: Path, views: list[StageView], state: dict,
+                figs: list[tuple[str, Path]]) -> str:
     e = html.escape
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{_CSS}</style>"
            f"</head><body><h1>{e(title)}</h1>"]
@@ -296,7 +297,6 @@ def render_html(title: str, description: str | None, folder: Path, views: list[S
         out.append("<table><tr><th>stage</th><th>measure</th><th>value</th></tr>")
         out += [f"<tr><td>{e(a)}</td><td>{e(b)}</td><td>{e(c)}</td></tr>" for a, b, c in rows]
         out.append("</table>")
-    figs = figures(views, folder)
     if figs:
         out.append("<h2>Figures</h2><div class='grid'>")
         for caption, png in figs:
@@ -319,7 +319,8 @@ def render_html(title: str, description: str | None, folder: Path, views: list[S
     return "\n".join(out)
 
 
-def render_markdown(title: str, description: str | None, folder: Path, views: list[StageView], state: dict) -> str:
+def render_markdown(title: str, description: str | None, folder: Path, views: list[StageView], state: dict,
+                    figs: list[tuple[str, Path]]) -> str:
     def cell(text) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -342,7 +343,6 @@ def render_markdown(title: str, description: str | None, folder: Path, views: li
     if rows:
         out += ["", "| stage | measure | value |", "|---|---|---|"]
         out += [f"| {a} | {cell(b)} | {c} |" for a, b, c in rows]
-    figs = figures(views, folder)
     if figs:
         out += ["", "## Figures", ""]
         for caption, png in figs:
@@ -364,10 +364,11 @@ def write(folder: str | Path, stages: list[tuple[str, str, Path]], title: str | 
     state = _json(folder / "pipeline_state.json")
     views = collect(folder, stages)
     title = title or f"HEAL run report: {folder.name}"
+    figs = figures(views, folder)  # once: it draws the eval bars PNG both reports link to
     with atomic_path(folder / "report.html") as tmp:
-        tmp.write_text(render_html(title, description, folder, views, state), encoding="utf-8")
+        tmp.write_text(render_html(title, description, folder, views, state, figs), encoding="utf-8")
     with atomic_path(folder / "report.md") as tmp:
-        tmp.write_text(render_markdown(title, description, folder, views, state), encoding="utf-8")
+        tmp.write_text(render_markdown(title, description, folder, views, state, figs), encoding="utf-8")
     return folder / "report.html"
 
 
