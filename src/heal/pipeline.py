@@ -298,6 +298,8 @@ def execute(config_path: Path, folder: Path, stages: list[Stage], selected: set[
     (folder / "stages").mkdir(parents=True, exist_ok=True)
     state = read_state(folder)
     state.update(config=str(config_path), started_at=_now())
+    for record in state["stages"].values():  # "skipped" describes this run only
+        record.pop("skipped", None)
     for index, stage in enumerate(stages, 1):
         record = state["stages"].get(stage.name, {})
         header = f"[{index}/{len(stages)}] {stage.name} (heal {stage.verb})"
