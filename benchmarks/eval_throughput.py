@@ -5,7 +5,7 @@
 
 Two comparisons, each against a baseline measured in the same run and on the same model:
 1. Generation throughput on 128 PubMedQA prompts: sequential (batch size 1, the baseline) against batched,
-   left-padded generation (heal.eval.generate.HFBackend) — generated tokens per second.
+   left-padded generation (heal.models.generate.HFBackend) — generated tokens per second.
 2. PubMedQA evaluation time on the 500 shared items (../shared/data/pubmedqa): generative scoring (generate up to
    `heal eval`'s 64 tokens, then parse yes/no/maybe; the baseline) against log-likelihood scoring of Yes./No./Maybe.
    with the prompt's cache shared by the three choices — seconds and items per second.
@@ -81,7 +81,7 @@ def print_table(title: str, rows: list[dict], unit: str) -> None:
 def main() -> None:
     import torch
 
-    from heal.eval.generate import HFBackend
+    from heal.models.generate import HFBackend
     from heal.models.tiny import TinyConfig, build_heal_tiny
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

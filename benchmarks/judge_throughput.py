@@ -35,7 +35,7 @@ def build_model(folder: Path) -> None:
 def start_server(model_dir: Path, latency_ms: float) -> tuple[str, object]:
     import uvicorn
 
-    from heal.eval.generate import load_backend
+    from heal.models.generate import load_backend
     from heal.serve.app import create_app
 
     app = create_app(load_backend(str(model_dir), batch_size=1, backend="hf", progress=False), "tiny-judge",

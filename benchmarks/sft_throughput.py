@@ -79,9 +79,9 @@ def measure(name: str, records: Path, work: Path, args) -> dict:
     last = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else {"code": done.returncode}
     if last.get("code") != 0:
         raise SystemExit(f"{name}: heal sft failed:\n{done.stderr[-3000:]}")
-    from heal.models import artifacts
+    from heal.models import run_folder
 
-    result = artifacts.read_run(out)
+    result = run_folder.read_run(out)
     rank = result["distributed"]["ranks"][0]
     seconds = result["metrics"]["train/wall_seconds"]
     params = _parameters(out)

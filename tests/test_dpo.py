@@ -5,7 +5,7 @@ import pytest
 from helpers import REPO, assert_one_line_error, heal
 
 from heal.data import io
-from heal.models import artifacts
+from heal.models import run_folder
 
 QUICK = ("--disable_tqdm", "true", "--report_to", "none", "--logging_steps", "2", "--save_steps", "1000",
          "--per_device_train_batch_size", "8", "--max_length", "512")
@@ -29,7 +29,7 @@ def test_dpo_learns_the_reference_preferences(sft_tiny_run, tmp_path, capsys):
                              "--eval_dataset_path", sft_tiny_run["data"]["dev"], "--model_name", sft_tiny_run["dir"],
                              "--output_dir", out, "--max_steps", "12", *QUICK)
     assert code == 0, err
-    run = artifacts.read_run(out)
+    run = run_folder.read_run(out)
     m = run["metrics"]
     assert m["eval_before/loss"] == pytest.approx(0.6931, abs=1e-3)  # the policy is its own reference at step 0
     assert m["eval/loss"] < m["eval_before/loss"] - 0.002
@@ -53,7 +53,7 @@ def test_dpo_with_lora_on_a_preference_file(sft_tiny_run, reward_tiny_run, tmp_p
 
     model = AutoModelForCausalLM.from_pretrained(out)  # merged: loads without PEFT
     assert not any("lora" in name for name, _ in model.named_parameters())
-    assert "preference pairs from" in artifacts.read_run(out)["pairs"]
+    assert "preference pairs from" in run_folder.read_run(out)["pairs"]
 
 
 def test_dpo_presets_parse():

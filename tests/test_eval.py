@@ -14,7 +14,7 @@ from sklearn.metrics import f1_score
 
 from heal.data.pubmedqa import to_record
 from heal.data.synthetic import make_pubmedqa
-from heal.eval.generate import HFBackend
+from heal.models.generate import HFBackend
 from heal.eval.qa import CHOICES
 
 QUIET = ("--progress", "false")

@@ -6,7 +6,7 @@ from helpers import REPO
 
 def test_every_shipped_eval_config_parses():
     from heal.eval.evaluate import make_parser as eval_parser
-    from heal.eval.redteam import make_parser as redteam_parser
+    from heal.redteam.run import make_parser as redteam_parser
 
     configs = sorted((REPO / "experiments" / "configs").glob("eval_*.yaml"))
     assert len(configs) >= 3

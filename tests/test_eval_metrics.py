@@ -6,7 +6,7 @@ import torch
 from heal.data.pubmedqa import PROMPT_TEMPLATE, to_record
 from heal.data.synthetic import make_pubmedqa
 from heal.eval import metrics
-from heal.eval.judge import RubricJudge, parse_rubric
+from heal.redteam.graders import RubricJudge, parse_rubric
 from heal.eval.robustness import PERTURBATIONS, add_typos, perturbed_prompt
 from heal.eval.similarity import greedy_match, mean_pool
 from heal.eval.summarization import length_ratio

@@ -5,7 +5,7 @@ import pytest
 from helpers import REPO, assert_one_line_error, heal
 
 from heal.data import io
-from heal.models import artifacts
+from heal.models import run_folder
 
 QUICK = ("--disable_tqdm", "true", "--report_to", "none", "--logging_steps", "1", "--save_steps", "1000",
          "--max_completion_length", "8", "--num_generations", "4", "--per_device_train_batch_size", "16",
@@ -32,10 +32,10 @@ def test_grpo_with_the_rule_reward_reads_the_records_labels(sft_tiny_run, tmp_pa
                              "--dataset_path", no_prompts, "--output_dir", out, "--max_steps", "12",
                              "--learning_rate", "1e-3", "--temperature", "0.7", *QUICK)
     assert code == 0, err
-    run = artifacts.read_run(out)
+    run = run_folder.read_run(out)
     m = run["metrics"]
     assert m["eval_before/accuracy"] <= 0.2 and "eval/accuracy" in m  # the SFT policy says "Yes." to every "no"
-    rows = [r for r in artifacts.read_metrics(out) if "train/rewards/rule_pubmedqa/mean" in r]
+    rows = [r for r in run_folder.read_metrics(out) if "train/rewards/rule_pubmedqa/mean" in r]
     assert len(rows) == 12 and any(r["train/rewards/rule_pubmedqa/mean"] > 0 for r in rows)
     assert run["status"] == "complete" and "stage | `grpo`" in (out / "README.md").read_text()
     assert "held-out accuracy" in stdout
@@ -48,9 +48,9 @@ def test_grpo_with_a_reward_model_default_prompts(sft_tiny_run, reward_tiny_run,
     code, _, err = heal(capsys, "grpo", "--model_name", sft_tiny_run["dir"], "--reward_model_path",
                         reward_tiny_run["dir"], "--output_dir", out, "--max_steps", "2", *QUICK)
     assert code == 0, err
-    run = artifacts.read_run(out)
+    run = run_folder.read_run(out)
     assert run["data"]["prompts"] == str(reward_tiny_run["pairs"])
-    rows = [r for r in artifacts.read_metrics(out) if "train/rewards/reward_model/mean" in r]
+    rows = [r for r in run_folder.read_metrics(out) if "train/rewards/reward_model/mean" in r]
     assert rows and all(r["train/rewards/reward_model/mean"] != 0 for r in rows)
     assert "eval/score" in run["metrics"] and "eval_before/score" in run["metrics"]
 
@@ -65,9 +65,9 @@ def test_grpo_with_a_judges_score_as_the_reward(sft_tiny_run, tmp_path, capsys, 
                         *QUICK)
     assert code == 0, err
     key = "train/rewards/" + spec.replace(":", "_").replace("/", "_") + "/mean"
-    rows = [r for r in artifacts.read_metrics(out) if key in r]
+    rows = [r for r in run_folder.read_metrics(out) if key in r]
     assert len(rows) == 2 and all(0.0 <= r[key] <= 1.0 for r in rows)
-    assert artifacts.read_run(out)["status"] == "complete"
+    assert run_folder.read_run(out)["status"] == "complete"
 
 
 def test_grpo_presets_parse():

@@ -16,7 +16,7 @@ import pytest
 from helpers import REPO, assert_one_line_error, heal
 
 from heal.data import io
-from heal.models import artifacts
+from heal.models import run_folder
 
 # every metric a PPO update logs (heal.ppo.report)
 UPDATE_KEYS = {"objective/kl", "objective/entropy", "objective/non_score_reward", "objective/rlhf_reward",
@@ -50,7 +50,7 @@ def no_prompts(tmp_path_factory, pubmedqa_sft_data):
 
 
 def _rows(folder):
-    return [r for r in artifacts.read_metrics(folder) if "objective/scores" in r]
+    return [r for r in run_folder.read_metrics(folder) if "objective/scores" in r]
 
 
 def test_rule_reward_teaches_the_policy_the_rewarded_answer(sft_tiny_run, no_prompts, tmp_path, capsys):
@@ -60,7 +60,7 @@ def test_rule_reward_teaches_the_policy_the_rewarded_answer(sft_tiny_run, no_pro
                              "--output_dir", out, "--response_length", "8", "--max_steps", "10",
                              "--per_device_train_batch_size", "16", *FAST)
     assert code == 0, err
-    run = artifacts.read_run(out)
+    run = run_folder.read_run(out)
     m = run["metrics"]
     # greedy answers on held-out "no" questions: "Yes." (accuracy 0) before, "No." after
     assert m["eval_before/accuracy"] <= 0.2 and m["eval/accuracy"] >= 0.8
@@ -81,12 +81,12 @@ def test_rule_reward_teaches_the_policy_the_rewarded_answer(sft_tiny_run, no_pro
 def _assert_artifacts(out, reward: str, estimator: str):
     from transformers import AutoModelForCausalLM
 
-    run = artifacts.read_run(out)
+    run = run_folder.read_run(out)
     assert run["status"] == "complete"
     for name in ("config.json", "model.safetensors", "README.md", "resolved_config.yaml", "metrics.jsonl",
                  "ppo_curves.png", "samples.jsonl", "eval_answers.jsonl", "tokenizer.json"):
         assert (out / name).exists(), name
-    assert not (out / artifacts.STAGING).exists()
+    assert not (out / run_folder.STAGING).exists()
     card = (out / "README.md").read_text()
     assert "stage | `ppo`" in card and reward in card
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -106,7 +106,7 @@ def test_reward_model_with_lora_raises_its_score(sft_tiny_run, reward_tiny_run, 
                         "--use_peft", "--lora_r", "16", "--lora_alpha", "32", "--learning_rate", "3e-3",
                         "--kl_estimator", "k3", *FAST)
     assert code == 0, err
-    run = artifacts.read_run(out)
+    run = run_folder.read_run(out)
     m = run["metrics"]
     # raw scores. Trained on 40 prompts, this reward model also scores text it never saw above "Yes.": PPO finds
     # whatever scores highest (reward hacking: what the KL penalty and missing_eos_penalty are there to limit)
@@ -158,7 +158,7 @@ def test_seed_command_verbatim_takes_its_prompts_from_the_reward_model(sft_tiny_
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "models/policy_model/pubmedqa_ppo"
-    run = artifacts.read_run(out)
+    run = run_folder.read_run(out)
     assert run["status"] == "complete"
     assert run["data"]["prompts"] == str(reward_tiny_run["pairs"])
     assert run["data"]["train_prompts"] + run["data"]["eval_prompts"] == 40
@@ -258,7 +258,7 @@ def test_a_reward_model_with_another_tokenizer_scores_the_decoded_text(sft_tiny_
                         "--response_length", "6", "--max_steps", "1", "--per_device_train_batch_size", "8",
                         "--num_sample_generations", "1", *FAST)
     assert code == 0, err
-    run = artifacts.read_run(out)
+    run = run_folder.read_run(out)
     assert "tokenizer differs" in run["value_init"]
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     again = RewardScorer(str(rm)).score([s["prompt"] for s in samples], [s["response"] for s in samples])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from heal.models import artifacts
+from heal.models import run_folder
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
        "OMP_NUM_THREADS": "1"}
@@ -34,13 +34,13 @@ def test_two_processes_split_the_rollouts_and_stay_in_sync(batching, sft_tiny_ru
                "--output_dir", str(out), "--max_steps", "2", *batching, "--save_strategy", "no", *SMALL]
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    run = artifacts.read_run(out)
+    run = run_folder.read_run(out)
     ranks = run["distributed"]["ranks"]
     assert run["distributed"]["world_size"] == 2 and sorted(r["rank"] for r in ranks) == [0, 1]
     assert run["batch"] == {"rollouts_per_update": 8, "rollouts_per_process": 4, "updates": 2}
     assert all(r["rollouts"] == 2 * 4 and r["updates"] == 2 for r in ranks)
     assert ranks[0]["trainable_checksum"] == pytest.approx(ranks[1]["trainable_checksum"], rel=0, abs=1e-9)
-    rows = [r for r in artifacts.read_metrics(out) if "objective/scores" in r]
+    rows = [r for r in run_folder.read_metrics(out) if "objective/scores" in r]
     for row in rows:  # the EOS count is summed over both ranks' rollouts, the rate averaged over them
         assert row["val/num_eos_tokens"] == pytest.approx(row["response/eos_rate"] * 8)
         assert row["train/episode"] == row["step"] * 8
@@ -57,7 +57,7 @@ def test_two_processes_split_the_rollouts_and_stay_in_sync(batching, sft_tiny_ru
 def _wait_for_checkpoint(folder: Path, process: subprocess.Popen, timeout: float = 300) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        done = artifacts.checkpoints(folder)
+        done = run_folder.checkpoints(folder)
         if done:
             return done[-1][0]
         if process.poll() is not None:
@@ -70,7 +70,7 @@ def _wait_for_checkpoint(folder: Path, process: subprocess.Popen, timeout: float
 def _wait_for_update(folder: Path, process: subprocess.Popen, step: int, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        if any(r.get("step") == step for r in artifacts.read_metrics(folder)):
+        if any(r.get("step") == step for r in run_folder.read_metrics(folder)):
             return
         time.sleep(0.02)
     raise AssertionError(f"update {step} was never logged")
@@ -92,22 +92,22 @@ def test_sigkill_then_resume_continues_from_the_last_checkpoint(sft_tiny_run, tm
         if process.poll() is None:
             process.kill()
     assert process.returncode == -signal.SIGKILL
-    killed_at = artifacts.checkpoints(out)[-1][0]
+    killed_at = run_folder.checkpoints(out)[-1][0]
     assert step <= killed_at < 6
-    assert artifacts.read_run(out)["status"] == "running"  # checkpoints, but nothing that looks like a final model
+    assert run_folder.read_run(out)["status"] == "running"  # checkpoints, but nothing that looks like a final model
     assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
-    logged_before = {r["step"]: r for r in artifacts.read_metrics(out) if "objective/scores" in r}
+    logged_before = {r["step"]: r for r in run_folder.read_metrics(out) if "objective/scores" in r}
     assert max(logged_before) > killed_at  # work after the checkpoint was lost and must be redone
 
     again = subprocess.run([*argv, "--resume_from_checkpoint", "last"], env=ENV, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    run = artifacts.read_run(out)
+    run = run_folder.read_run(out)
     assert run["status"] == "complete" and run["attempts"] == 2
     assert run["resumed_from_step"] == killed_at
     assert run["metrics"]["train/updates"] == 6
     assert run["distributed"]["ranks"][0]["updates"] == 6 - killed_at  # only the missing updates ran
-    rows = [r for r in artifacts.read_metrics(out) if "objective/scores" in r]
+    rows = [r for r in run_folder.read_metrics(out) if "objective/scores" in r]
     assert [r["step"] for r in rows] == list(range(1, 7))  # each update logged once
     for row in rows:  # the redone updates repeat exactly what the killed run did (same prompts, same RNG)
         if row["step"] in logged_before:

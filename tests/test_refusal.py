@@ -13,7 +13,7 @@ import csv
 import pytest
 from helpers import SHARED
 
-from heal.eval.refusal import is_refusal, match_refusal, opening, refusal_rate
+from heal.redteam.refusal import is_refusal, match_refusal, opening, refusal_rate
 
 MEDSAFETY = SHARED / "adversarial" / "medsafetybench" / "medsafetybench_train_all.csv"
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from helpers import assert_one_line_error, heal
 
-from heal.eval.generate import HFBackend
+from heal.models.generate import HFBackend
 from heal.serve.app import create_app
 
 MESSAGES = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Is aspirin an NSAID?"}]

@@ -11,7 +11,7 @@ from helpers import REPO, assert_one_line_error, heal
 
 from heal.data.io import read_records, write_records
 from heal.errors import HealError
-from heal.models import artifacts
+from heal.models import run_folder
 
 
 def _sft(tmp_path, data, *extra, name="run"):
@@ -31,7 +31,7 @@ def _initial_weights(folder: Path):
 
     from heal.models.tiny import TinyConfig, build_model
 
-    config = artifacts.read_run(folder)["fingerprint"]
+    config = run_folder.read_run(folder)["fingerprint"]
     tiny = TinyConfig(**{k: v for k, v in config.items() if k.startswith("tiny_")})
     return build_model(AutoTokenizer.from_pretrained(folder), tiny, seed=config["seed"])
 
@@ -42,7 +42,7 @@ def test_sft_lowers_eval_loss_and_changes_every_weight_matrix(sft_tiny_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = sft_tiny_run["dir"]
-    run = artifacts.read_run(folder)
+    run = run_folder.read_run(folder)
     metrics = run["metrics"]
     assert run["status"] == "complete"
     assert metrics["eval/loss"] < metrics["eval_before/loss"] - 1.0, metrics  # ≈7.2 → ≈5 in 40 steps
@@ -65,12 +65,12 @@ def test_run_folder_holds_model_card_config_metrics_curve_and_checkpoints(sft_ti
     names = {p.name for p in folder.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "resolved_config.yaml",
             "metrics.jsonl", "loss_curve.png", "heal_run.json", "checkpoint-20", "checkpoint-40"} <= names
-    assert artifacts.STAGING not in names
+    assert run_folder.STAGING not in names
     card = (folder / "README.md").read_text()
     for needle in ("heal-tiny", "stage | `sft`", str(data["train"]), "eval_before/loss", "eval/loss",
                    "full model", "resolved_config.yaml", "270"):
         assert needle in card, needle
-    rows = artifacts.read_metrics(folder)
+    rows = run_folder.read_metrics(folder)
     assert [r["step"] for r in rows if "train/loss" in r] == list(range(5, 41, 5))
     assert [r["step"] for r in rows if "eval/loss" in r] == [0, 20, 40]  # step 0: before training
     assert (folder / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -89,7 +89,7 @@ def test_lora_trains_only_the_adapted_matrices_and_saves_them_merged(tmp_path, p
                 "--eval_split_size", "0", "--save_strategy", "no")
     assert heal_ok(argv)
     folder = tmp_path / "run"
-    run = artifacts.read_run(folder)
+    run = run_folder.read_run(folder)
     assert "merged" in run["weights"] and not (folder / "adapter_config.json").exists()
     merged = AutoModelForCausalLM.from_pretrained(folder)
     assert not any("lora" in name for name, _ in merged.named_parameters())
@@ -103,7 +103,7 @@ def test_packing_trains_on_several_sequences_per_row(tmp_path, pubmedqa_sft_data
     argv = _sft(tmp_path, pubmedqa_sft_data, "--packing", "--max_length", "512", "--max_steps", "10",
                 "--per_device_train_batch_size", "2", "--eval_split_size", "0", "--save_strategy", "no")
     assert heal_ok(argv)
-    rank = artifacts.read_run(tmp_path / "run")["distributed"]["ranks"][0]
+    rank = run_folder.read_run(tmp_path / "run")["distributed"]["ranks"][0]
     # 2 packed rows of ≤512 tokens per step hold more than 2 of these ~250-token examples
     assert rank["micro_batches"] == 10 and rank["sequences"] > 2 * 10
 
@@ -264,8 +264,8 @@ def test_a_run_that_fails_after_starting_is_marked_failed_and_holds_no_model(cap
     argv = _sft(tmp_path, pubmedqa_sft_data, "--max_length", "4096", "--max_steps", "2")  # > heal-tiny's 1024
     _bad(capsys, tmp_path, argv, "--max_length 4096 exceeds the model's max_position_embeddings 1024")
     folder = tmp_path / "run"
-    assert artifacts.read_run(folder)["status"] == "failed"
+    assert run_folder.read_run(folder)["status"] == "failed"
     assert not (folder / "config.json").exists() and not (folder / "model.safetensors").exists()
     assert heal_ok(_sft(tmp_path, pubmedqa_sft_data, "--max_steps", "2", "--eval_split_size", "0",
                         "--save_strategy", "no"))  # same run again: nothing worth keeping, so it starts over
-    assert artifacts.read_run(folder)["status"] == "complete"
+    assert run_folder.read_run(folder)["status"] == "complete"

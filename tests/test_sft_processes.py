@@ -13,7 +13,7 @@ from conftest import QUICK_FLAGS, TINY_FLAGS
 from helpers import REPO
 
 from heal.cli import run
-from heal.models import artifacts
+from heal.models import run_folder
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -42,7 +42,7 @@ def test_seed_sft_command_works_verbatim(tmp_path, task):
     done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     folder = tmp_path / out
-    run_file = artifacts.read_run(folder)
+    run_file = run_folder.read_run(folder)
     assert run_file["status"] == "complete"
     assert run_file["metrics"]["eval/loss"] < run_file["metrics"]["eval_before/loss"]
     assert (folder / "model.safetensors").exists() and (folder / "README.md").exists()
@@ -61,7 +61,7 @@ def test_two_processes_under_torchrun_both_train_in_sync(tmp_path, pubmedqa_sft_
                "--per_device_train_batch_size", "4", "--learning_rate", "3e-3", "--save_strategy", "no"]
     done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = artifacts.read_run(out)
+    result = run_folder.read_run(out)
     ranks = result["distributed"]["ranks"]
     assert result["distributed"]["world_size"] == 2
     assert sorted(r["rank"] for r in ranks) == [0, 1]
@@ -75,7 +75,7 @@ def test_two_processes_under_torchrun_both_train_in_sync(tmp_path, pubmedqa_sft_
 def _wait_for_checkpoint(folder: Path, process: subprocess.Popen, timeout: float = 240) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        done = artifacts.checkpoints(folder)
+        done = run_folder.checkpoints(folder)
         if done:
             return done[-1][0]
         if process.poll() is not None:
@@ -99,21 +99,21 @@ def test_sigkill_after_a_checkpoint_then_resume_finishes(tmp_path, pubmedqa_sft_
         if process.poll() is None:
             process.kill()
     assert process.returncode == -signal.SIGKILL
-    killed_at = artifacts.checkpoints(out)[-1][0]
+    killed_at = run_folder.checkpoints(out)[-1][0]
     assert step <= killed_at < 30
     # the killed run left checkpoints, not something that looks like a finished model
-    assert artifacts.read_run(out)["status"] == "running"
+    assert run_folder.read_run(out)["status"] == "running"
     assert not (out / "config.json").exists() and not (out / "model.safetensors").exists()
 
     again = subprocess.run([*argv, "--resume_from_checkpoint", "last"], env=ENV, capture_output=True, text=True,
                            timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    result = artifacts.read_run(out)
+    result = run_folder.read_run(out)
     assert result["status"] == "complete" and result["attempts"] == 2
     assert result["resumed_from_step"] == killed_at
     assert result["metrics"]["train/global_step"] == 30
     assert result["distributed"]["ranks"][0]["micro_batches"] == 30 - killed_at  # only the missing steps ran
-    steps = [r["step"] for r in artifacts.read_metrics(out) if "train/loss" in r]
+    steps = [r["step"] for r in run_folder.read_metrics(out) if "train/loss" in r]
     assert steps == list(range(5, 31, 5))  # logged once each: what came after the checkpoint was dropped, then redone
     state = json.loads((out / "checkpoint-30" / "trainer_state.json").read_text())
     assert state["global_step"] == 30

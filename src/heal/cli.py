@@ -31,7 +31,7 @@ VERBS: dict[str, Verb] = {
     "dpo": Verb("direct preference optimisation (TRL DPOTrainer)", "heal.dpo.train"),
     "grpo": Verb("group relative policy optimisation (TRL GRPOTrainer)", "heal.grpo.train"),
     "eval": Verb("task metrics: PubMedQA accuracy/macro-F1, summary ROUGE, robustness", "heal.eval.evaluate"),
-    "redteam": Verb("jailbreak and harmful-request testing, over-refusal, per-category report", "heal.eval.redteam"),
+    "redteam": Verb("jailbreak and harmful-request testing, over-refusal, per-category report", "heal.redteam.run"),
     "annotate": Verb("web page for clinicians to label preferences (SQLite-backed)", None,
                      "the annotation issue (not filed yet)"),
     "serve": Verb("OpenAI-compatible HTTP server for a trained model", "heal.serve"),

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from heal.config import make_parser as _make_parser
-from heal.models import artifacts
+from heal.models import run_folder
 from heal.dpo.config import CONFIG_TYPES, LR_FULL, LR_LORA, LR_SMALL, DPOModelConfig, DPOScriptConfig, HealDPOConfig
 
 STAGE = "dpo"
@@ -48,7 +48,7 @@ def main(script: DPOScriptConfig, training: HealDPOConfig, model_args: DPOModelC
                    "dataset_path": str(Path(script.dataset_path).resolve()) if script.dataset_path else None,
                    "use_peft": model_args.use_peft}
     resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    artifacts.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)  # fail before any work
+    run_folder.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)  # fail before any work
     if not script.judge:  # bad pairs are reported before the output folder is touched
         train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
     checkpoint = claim_run_folder(folder, fingerprint, training.resume_from_checkpoint, script.overwrite_output_dir,
@@ -58,7 +58,7 @@ def main(script: DPOScriptConfig, training: HealDPOConfig, model_args: DPOModelC
     model, tokenizer, info = _load(model_args, training, policy)
     _resolve_defaults(training, model_args, policy, bool(eval_pairs), checkpoint)
     if state.is_main_process:
-        artifacts.write_config(folder, {**artifacts.config_dict(script, training, model_args),
+        run_folder.write_config(folder, {**run_folder.config_dict(script, training, model_args),
                                         "resume_from_checkpoint": None})
     trainer = _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs)
     results = _train_and_evaluate(trainer, checkpoint)
@@ -68,7 +68,7 @@ def main(script: DPOScriptConfig, training: HealDPOConfig, model_args: DPOModelC
                       weights, checkpoint)
         _print_summary(run, folder)
     state.wait_for_everyone()
-    return artifacts.read_run(folder) or {}
+    return run_folder.read_run(folder) or {}
 
 
 def _load(model_args: DPOModelConfig, training: HealDPOConfig, policy: str):
@@ -128,7 +128,7 @@ def _finish(folder: Path, script, training, model_args, info, train_pairs, eval_
     from heal.ppo.report import USAGE
     from heal.ppo.setup import checkpoint_step
 
-    artifacts.plot_loss_curve(folder, f"{folder.name}: DPO on {script.task()}")
+    run_folder.plot_loss_curve(folder, f"{folder.name}: DPO on {script.task()}")
     metrics = {k: results[k] for k in KEY_METRICS if results.get(k) is not None}
     base = info.base or info.name
     card = ModelCard(
@@ -140,12 +140,12 @@ def _finish(folder: Path, script, training, model_args, info, train_pairs, eval_
                   "learning rate": f"{training.learning_rate:g}", "reference": "the initial policy",
                   "epochs / max steps": f"{training.num_train_epochs:g} / {training.max_steps}"},
         metrics=metrics, credentialed=is_credentialed(train_pairs, script.dataset_path),
-        files={artifacts.CONFIG_FILE: "every setting", artifacts.METRICS_FILE: "train/eval loss, rewards/accuracies",
-               artifacts.CURVE_FILE: "loss curve", artifacts.RUN_FILE: "run identity and status"},
+        files={run_folder.CONFIG_FILE: "every setting", run_folder.METRICS_FILE: "train/eval loss, rewards/accuracies",
+               run_folder.CURVE_FILE: "loss curve", run_folder.RUN_FILE: "run identity and status"},
         usage=USAGE.format(path=folder))
-    card.write(folder / artifacts.STAGING)
-    files = artifacts.publish(folder)
-    return artifacts.update_run(folder, status="complete", weights=weights, files=files, metrics=metrics,
+    card.write(folder / run_folder.STAGING)
+    files = run_folder.publish(folder)
+    return run_folder.update_run(folder, status="complete", weights=weights, files=files, metrics=metrics,
                                 pairs=provenance, data={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)},
                                 resumed_from_step=checkpoint_step(checkpoint))
 

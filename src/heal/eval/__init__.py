@@ -1,1 +1,1 @@
-"""Evaluation, red-teaming and robustness (heal eval, heal redteam); see docs/eval.md and docs/redteam.md."""
+"""Task metrics (heal eval): PubMedQA accuracy/macro-F1, summary ROUGE, robustness; see docs/eval.md."""

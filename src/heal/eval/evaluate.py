@@ -22,7 +22,7 @@ from heal import __version__
 from heal.config import make_parser as _make_parser
 from heal.data.schema import PUBMEDQA_LABELS
 from heal.errors import HealError
-from heal.eval import report
+from heal import results
 from heal.eval.config import EvalConfig, GenerationArgs
 from heal.models.tiny import TinyConfig
 
@@ -143,7 +143,7 @@ def _summaries(backend, records: list[dict], config: EvalConfig, generation: Gen
 
 def main(config: EvalConfig, generation: GenerationArgs, tiny: TinyConfig | None = None) -> dict:
     from heal.data.schema import is_credentialed
-    from heal.eval.generate import check_model_path, load_backend
+    from heal.models.generate import check_model_path, load_backend
 
     generation.check()
     config.modes()
@@ -151,7 +151,7 @@ def main(config: EvalConfig, generation: GenerationArgs, tiny: TinyConfig | None
         config.perturbation_names()
     check_model_path(generation.model_path)
     records, task = load_records(config)
-    folder = report.check_output_dir(config.output_dir or report.default_output_dir(
+    folder = results.check_output_dir(config.output_dir or results.default_output_dir(
         "eval", generation.model_path, config.dataset_path, config.run_name))
     tokens = generation.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[task]
     corpus = [str(r.get("prompt", "")) + "\n" + str(r.get("reference") or r.get("completion") or "") for r in records]
@@ -173,9 +173,9 @@ def main(config: EvalConfig, generation: GenerationArgs, tiny: TinyConfig | None
 # --- outputs ---------------------------------------------------------------------------------------------------------
 
 def _write(folder: Path, task: str, run: dict, info: dict, *configs) -> None:
-    from heal.eval import eval_report
+    from heal.eval import report as eval_report
 
-    with report.RunFolder(folder) as out:
+    with results.ResultsFolder(folder) as out:
         out.config(*[c for c in configs if c is not None])
         out.jsonl("predictions.jsonl", run["items"])
         if task == "pubmedqa":

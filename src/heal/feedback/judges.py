@@ -171,7 +171,7 @@ class RefusalRuleJudge(_ScoringJudge):
     safe), answering scores 1. Refusals are recognised by the red-team refusal matcher."""
 
     def score(self, items: list[JudgeItem]) -> list[float]:
-        from heal.eval.refusal import is_refusal
+        from heal.redteam.refusal import is_refusal
 
         out = []
         for item in items:

@@ -111,7 +111,7 @@ def sample_candidates(config: LabelConfig, prompts: list[str]) -> list[list[str]
             return [row["candidates"] for row in saved[1:]]
     import torch
 
-    from heal.eval.generate import load_backend
+    from heal.models.generate import load_backend
 
     torch.manual_seed(config.seed)
     backend = load_backend(config.model_name, batch_size=config.batch_size, backend="hf", progress=config.progress)
@@ -143,7 +143,7 @@ def label(config: LabelConfig) -> dict:
     if config.num_candidates < 2:
         raise HealError(f"--num_candidates {config.num_candidates}: need at least 2 answers to make a pair")
     io.check_output_path(config.output_path)
-    from heal.eval.generate import check_model_path
+    from heal.models.generate import check_model_path
 
     check_model_path(config.model_name)
     records = io.read_records(config.dataset_path)

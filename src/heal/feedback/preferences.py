@@ -119,7 +119,7 @@ def pubmedqa_pairs(records: list[dict], seed: int = 0, policy_answers: dict[str,
 
 def safety_pairs(records: list[dict], policy_answers: dict[str, list[str]]) -> list[dict]:
     """Safe reference response (chosen) vs a compliant policy sample (rejected) for harmful prompts."""
-    from heal.eval.refusal import is_refusal
+    from heal.redteam.refusal import is_refusal
 
     pairs = []
     for record in records:

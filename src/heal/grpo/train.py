@@ -20,7 +20,7 @@ from pathlib import Path
 from heal.config import make_parser as _make_parser
 from heal.errors import HealError
 from heal.grpo.config import CONFIG_TYPES, LR_FULL, LR_LORA, LR_SMALL, GRPOModelConfig, GRPOScriptConfig, HealGRPOConfig
-from heal.models import artifacts
+from heal.models import run_folder
 
 STAGE = "grpo"
 KEY_METRICS = ("eval_before/score", "eval/score", "eval_before/accuracy", "eval/accuracy", "train/mean_loss",
@@ -60,7 +60,7 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
         training.learning_rate = (LR_SMALL if built_from_heal_tiny(policy) else
                                   LR_LORA if model_args.use_peft else LR_FULL)
     if state.is_main_process:
-        artifacts.write_config(folder, {**artifacts.config_dict(script, training, model_args),
+        run_folder.write_config(folder, {**run_folder.config_dict(script, training, model_args),
                                         "resume_from_checkpoint": None})
     trainer = _build_trainer(model, tokenizer, training, model_args, script, train_records, credentialed)
     results = _train_and_evaluate(trainer, script, training, eval_records, credentialed, checkpoint)
@@ -72,7 +72,7 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
                       checkpoint, credentialed)
         _print_summary(run, folder)
     state.wait_for_everyone()
-    return artifacts.read_run(folder) or {}
+    return run_folder.read_run(folder) or {}
 
 
 def _claim(folder: Path, script, training, policy: str, prompts_path: str, state) -> str | None:
@@ -179,7 +179,7 @@ def _finish(folder: Path, script, training, info, prompts_path, train_records, e
     from heal.ppo.report import USAGE
     from heal.ppo.setup import checkpoint_step
 
-    artifacts.plot_loss_curve(folder, f"{folder.name}: GRPO on {script.task()}")
+    run_folder.plot_loss_curve(folder, f"{folder.name}: GRPO on {script.task()}")
     metrics = {k: results[k] for k in KEY_METRICS if results.get(k) is not None}
     reward = script.reward or f"the reward model {training.reward_model_path}"
     base = info.base or info.name
@@ -191,11 +191,11 @@ def _finish(folder: Path, script, training, info, prompts_path, train_records, e
                   "max completion length": training.max_completion_length, "beta (KL)": training.beta,
                   "learning rate": f"{training.learning_rate:g}", "loss": training.loss_type},
         metrics=metrics, credentialed=credentialed, usage=USAGE.format(path=folder),
-        files={artifacts.CONFIG_FILE: "every setting", artifacts.METRICS_FILE: "train loss, rewards; held-out score",
-               artifacts.CURVE_FILE: "loss curve", artifacts.RUN_FILE: "run identity and status"})
-    card.write(folder / artifacts.STAGING)
-    files = artifacts.publish(folder)
-    return artifacts.update_run(folder, status="complete", weights=weights, files=files, metrics=metrics, reward=reward,
+        files={run_folder.CONFIG_FILE: "every setting", run_folder.METRICS_FILE: "train loss, rewards; held-out score",
+               run_folder.CURVE_FILE: "loss curve", run_folder.RUN_FILE: "run identity and status"})
+    card.write(folder / run_folder.STAGING)
+    files = run_folder.publish(folder)
+    return run_folder.update_run(folder, status="complete", weights=weights, files=files, metrics=metrics, reward=reward,
                                 data={"prompts": prompts_path, "train_prompts": len(train_records),
                                       "eval_prompts": len(eval_records)},
                                 resumed_from_step=checkpoint_step(checkpoint))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from heal.data import io
 from heal.errors import HealError
-from heal.models import artifacts
+from heal.models import run_folder
 
 
 def reward_model_prompts_path(reward_model_path: str) -> str:
@@ -25,14 +25,14 @@ def reward_model_prompts_path(reward_model_path: str) -> str:
     import yaml
 
     folder = Path(reward_model_path)
-    config_file = folder / artifacts.CONFIG_FILE
+    config_file = folder / run_folder.CONFIG_FILE
     recorded = None
     if config_file.exists():
         recorded = (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get("dataset_path")
     if recorded is None:
-        recorded = ((artifacts.read_run(folder) or {}).get("fingerprint") or {}).get("dataset_path")
+        recorded = ((run_folder.read_run(folder) or {}).get("fingerprint") or {}).get("dataset_path")
     if not recorded:
-        raise HealError(f"--reward_model_path {folder}: no dataset_path recorded in its {artifacts.CONFIG_FILE}; "
+        raise HealError(f"--reward_model_path {folder}: no dataset_path recorded in its {run_folder.CONFIG_FILE}; "
                         "pass the prompts with --dataset_path")
     if not Path(recorded).exists():
         raise HealError(f"{config_file}: its dataset_path {recorded} does not exist (from here); pass the prompts "

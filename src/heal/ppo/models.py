@@ -177,10 +177,10 @@ def merged_policy(policy):
 
 def built_from_heal_tiny(path: str) -> bool:
     """Whether `path` is a HEAL run folder whose model started as heal-tiny (its heal_run.json says so)."""
-    from heal.models import artifacts
+    from heal.models import run_folder
 
     folder = Path(path).expanduser()
-    run = artifacts.read_run(folder) if folder.is_dir() else None
+    run = run_folder.read_run(folder) if folder.is_dir() else None
     return bool(run) and (run.get("fingerprint") or {}).get("model") == "heal-tiny"
 
 

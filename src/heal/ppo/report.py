@@ -28,7 +28,7 @@ from pathlib import Path
 
 from heal.data.io import atomic_path
 from heal.errors import HealError
-from heal.models import artifacts
+from heal.models import run_folder
 from heal.models.card import ModelCard
 
 CURVES_FILE = "ppo_curves.png"
@@ -66,7 +66,7 @@ def trackers(report_to) -> list[str]:
 
 def append_row(folder: str | Path, step: int, metrics: dict) -> None:
     row = {"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
-    with open(Path(folder) / artifacts.METRICS_FILE, "a", encoding="utf-8") as f:
+    with open(Path(folder) / run_folder.METRICS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
 
 
@@ -97,7 +97,7 @@ def plot_curves(folder: str | Path, title: str) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in artifacts.read_metrics(folder) if "objective/scores" in r]
+    rows = [r for r in run_folder.read_metrics(folder) if "objective/scores" in r]
     if not rows:
         return None
     fig, axes = plt.subplots(2, 2, figsize=(9.6, 6.4), dpi=100)
@@ -125,7 +125,7 @@ def key_metrics(results: dict, folder: str | Path) -> dict:
             "eval/sampled_score", "eval_before/sampled_accuracy", "eval/sampled_accuracy", "eval_before/eos_rate",
             "eval/eos_rate", "eval/samples", "train/updates", "train/episodes", "train/wall_seconds")
     metrics = {k: results[k] for k in keys if results.get(k) is not None}
-    rows = [r for r in artifacts.read_metrics(folder) if "objective/scores" in r]
+    rows = [r for r in run_folder.read_metrics(folder) if "objective/scores" in r]
     if rows:
         window = max(1, round(len(rows) / 4))  # averages over the first and last quarter of the updates: less noisy
         for name, part in (("first", rows[:window]), ("last", rows[-window:])):
@@ -153,11 +153,11 @@ def model_card(folder: Path, script, training, model_args, info, reward_desc: st
            "seed": training.seed}
     if model_args.use_peft:
         run["LoRA"] = f"r={model_args.lora_r}, alpha={model_args.lora_alpha} (policy and value), merged"
-    files = {"weights": weights, artifacts.CONFIG_FILE: "every setting; rerun with `heal ppo --config "
-             f"{artifacts.CONFIG_FILE}`", artifacts.METRICS_FILE: "one JSON object per PPO update (keys in "
+    files = {"weights": weights, run_folder.CONFIG_FILE: "every setting; rerun with `heal ppo --config "
+             f"{run_folder.CONFIG_FILE}`", run_folder.METRICS_FILE: "one JSON object per PPO update (keys in "
              "heal.ppo.report)", CURVES_FILE: "reward, KL, losses, response statistics",
              SAMPLES_FILE: "sampled responses during training", EVAL_ANSWERS_FILE: "held-out greedy answers before "
-             "and after", artifacts.RUN_FILE: "run identity, status, ranks"}
+             "and after", run_folder.RUN_FILE: "run identity, status, ranks"}
     return ModelCard(
         title=folder.name, stage="ppo", base_model=base, base_is_hub=info.source == "hub", weights=weights,
         summary=f"`{base}` optimised with PPO against {reward_desc} on {script.task()} prompts (HEAL).",

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heal.errors import HealError
-from heal.models import artifacts
+from heal.models import run_folder
 from heal.ppo.config import LR_FULL, LR_LORA, LR_SMALL
 
-STATE_FILE = "trainer_state.json"  # written last: a checkpoint without it is incomplete (heal.models.artifacts)
+STATE_FILE = "trainer_state.json"  # written last: a checkpoint without it is incomplete (heal.models.run_folder)
 
 
 @dataclass(frozen=True)
@@ -118,16 +118,16 @@ def trainable_checksum(model) -> float:
 
 def claim_run_folder(folder: Path, fingerprint: dict, resume_from_checkpoint, overwrite: bool, stage: str,
                      state) -> str | None:
-    """Check `folder` (heal.models.artifacts rules), claim it on the main process, and return the checkpoint to
+    """Check `folder` (heal.models.run_folder rules), claim it on the main process, and return the checkpoint to
     resume from (None for a new run). On resume, what was logged after that checkpoint is dropped (it is redone)."""
     resume = str(resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    mode = artifacts.check_output_dir(folder, fingerprint, resume, overwrite)
-    checkpoint = artifacts.resolve_checkpoint(folder, resume_from_checkpoint) if mode == "resume" else None
+    mode = run_folder.check_output_dir(folder, fingerprint, resume, overwrite)
+    checkpoint = run_folder.resolve_checkpoint(folder, resume_from_checkpoint) if mode == "resume" else None
     state.wait_for_everyone()
     if state.is_main_process:
-        artifacts.claim_output_dir(folder, mode, fingerprint, stage)
+        run_folder.claim_output_dir(folder, mode, fingerprint, stage)
         if checkpoint:  # claim_output_dir kept only heal_run.json, metrics.jsonl and the checkpoints
-            artifacts.truncate_metrics(folder, checkpoint_step(checkpoint))
+            run_folder.truncate_metrics(folder, checkpoint_step(checkpoint))
     state.wait_for_everyone()
     return checkpoint
 
@@ -151,7 +151,7 @@ def save_checkpoint(run: PPORun, folder: Path) -> None:
                                        "batch_size": run.sizes.batch, "world_size": run.sizes.world_size})
         limit = run.args.save_total_limit
         if limit:
-            for _, old in artifacts.checkpoints(folder)[:-limit]:
+            for _, old in run_folder.checkpoints(folder)[:-limit]:
                 shutil.rmtree(old, ignore_errors=True)
     run.accelerator.wait_for_everyone()
 

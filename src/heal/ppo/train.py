@@ -10,7 +10,7 @@
 HEAL's own PPO (TRL removed its PPOTrainer in 1.13), following Huang et al. 2024, "The N+ Implementation Details of
 RLHF with PPO". `ppo_update` below is one PPO update; its numbered steps match docs/ppo.md. The knobs keep TRL 1.12's
 PPOConfig names (heal.ppo.config). The output folder has the layout of every HEAL training run
-(heal.models.artifacts): final policy (loads with AutoModelForCausalLM), model card, resolved_config.yaml,
+(heal.models.run_folder): final policy (loads with AutoModelForCausalLM), model card, resolved_config.yaml,
 metrics.jsonl, ppo_curves.png, samples.jsonl, checkpoint-N/.
 """
 
@@ -25,7 +25,7 @@ import torch
 
 from heal.config import make_parser as _make_parser
 from heal.errors import HealError
-from heal.models import artifacts
+from heal.models import run_folder
 from heal.ppo.advantages import gae, masked_mean, masked_whiten, token_rewards
 from heal.ppo.config import CONFIG_TYPES, HealPPOConfig, PPOModelConfig, PPOScriptConfig
 from heal.ppo.kl import kl_penalty
@@ -68,8 +68,8 @@ def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelC
     if checkpoint:
         setup.load_checkpoint(run, checkpoint)
     if state.is_main_process:
-        config = artifacts.config_dict(script, training, model_args)
-        artifacts.write_config(folder, {**config, "resume_from_checkpoint": None})
+        config = run_folder.config_dict(script, training, model_args)
+        run_folder.write_config(folder, {**config, "resume_from_checkpoint": None})
     run.accelerator.init_trackers(training.run_name or "heal-ppo", config=_flat_config(script, training))
     results = train(run, eval_records, folder, script, resumed=checkpoint is not None)
     weights = _save_final(run, model_args, folder)
@@ -81,7 +81,7 @@ def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelC
     state.wait_for_everyone()
     if trackers:
         run.accelerator.end_training()  # also ends the process group: nothing distributed may follow
-    return artifacts.read_run(folder) or {}
+    return run_folder.read_run(folder) or {}
 
 
 # --- the PPO loop --------------------------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ def _log(run, folder: Path, metrics: dict) -> None:
 
 def _earlier_eval(folder: Path) -> dict:
     """On resume: the before-training evaluation the first attempt logged at step 0."""
-    rows = [r for r in artifacts.read_metrics(folder) if r.get("step") == 0]
+    rows = [r for r in run_folder.read_metrics(folder) if r.get("step") == 0]
     return {k: v for r in rows for k, v in r.items() if k.startswith("eval_before/")}
 
 
@@ -318,7 +318,7 @@ def _save_final(run, model_args, folder: Path) -> str:
     weights = (f"LoRA (r={model_args.lora_r}, alpha={model_args.lora_alpha}) merged into the base weights"
                if model_args.use_peft else "full model (all weights trained)")
     if acc.is_main_process:
-        staging = artifacts.staging_dir(folder)
+        staging = run_folder.staging_dir(folder)
         policy = merged_policy(run.unwrapped.policy)
         policy.generation_config.eos_token_id = run.settings.stop_ids
         policy.save_pretrained(staging)
@@ -350,9 +350,9 @@ def _finish(run, folder: Path, script, model_args, prompts_path, train_records, 
                                            else " (a verifiable rule)"))
     card = report.model_card(folder, script, run.args, model_args, run.extra["info"], reward_desc, run.value_init,
                              prompts_path, len(train_records), len(eval_records), metrics, weights, credentialed)
-    card.write(folder / artifacts.STAGING)
-    files = artifacts.publish(folder)
-    return artifacts.update_run(
+    card.write(folder / run_folder.STAGING)
+    files = run_folder.publish(folder)
+    return run_folder.update_run(
         folder, status="complete", weights=weights, files=files, metrics=metrics, reward=reward_desc,
         value_init=run.value_init, resumed_from_step=checkpoint_step(checkpoint),
         distributed={"world_size": run.sizes.world_size, "ranks": ranks},

@@ -29,7 +29,7 @@ def policy_samples(policy: str, records: list[dict], n: int = 2, seed: int = 0, 
     """{record id: n sampled answers} from the policy (temperature 1)."""
     import torch
 
-    from heal.eval.generate import load_backend
+    from heal.models.generate import load_backend
 
     torch.manual_seed(seed)
     backend = load_backend(policy, batch_size=16, backend="hf", progress=progress)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from heal.models import artifacts
+from heal.models import run_folder
 from heal.models.card import ModelCard
 
 USAGE = """\
@@ -36,8 +36,8 @@ def model_card(folder: Path, script, training, model_args, source: str, train_pa
     if stats:
         run["normalisation"] = (f"reward = (raw − {stats['mean']:.4f}) / {stats['std']:.4f}, measured on "
                                 f"{stats['measured_on']} (config.json: heal_reward_normalization)")
-    files = {artifacts.CONFIG_FILE: "every setting", artifacts.METRICS_FILE: "train/eval loss, accuracy, margin",
-             artifacts.CURVE_FILE: "loss curve", artifacts.RUN_FILE: "run identity and status"}
+    files = {run_folder.CONFIG_FILE: "every setting", run_folder.METRICS_FILE: "train/eval loss, accuracy, margin",
+             run_folder.CURVE_FILE: "loss curve", run_folder.RUN_FILE: "run identity and status"}
     return ModelCard(
         title=folder.name, stage="reward", base_model=backbone, base_is_hub=source == "hub",
         weights="full model" if not model_args.use_peft else "LoRA merged into the backbone",

@@ -10,7 +10,7 @@ The backbone is a sequence classifier with one output: the SFT policy (decoder; 
 initialise the reward model from it), any encoder, or heal-tiny. Loss: −log σ(r(chosen) − r(rejected)); metric:
 pairwise accuracy on held-out pairs. After training, the mean and std of the reward of the reference answers are
 stored in config.json (heal.reward.scoring) so references score mean 0. The output folder has the same layout as an
-SFT run (heal.models.artifacts); the model loads with AutoModelForSequenceClassification.
+SFT run (heal.models.run_folder); the model loads with AutoModelForSequenceClassification.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from heal.config import make_parser as _make_parser
 from heal.errors import HealError
-from heal.models import artifacts
+from heal.models import run_folder
 from heal.models.tiny import TinyConfig
 from heal.sft.train import _train_and_evaluate as train_and_evaluate
 from heal.reward.config import (CONFIG_TYPES, LR_FROM_SCRATCH, LR_FULL, LR_LORA, HealRewardConfig,
@@ -48,35 +48,35 @@ def main(script: RewardScriptConfig, training: HealRewardConfig, model_args: Rew
                    "dataset_path": str(Path(script.dataset_path).resolve()) if script.dataset_path else None,
                    "judge": script.judge, "use_peft": model_args.use_peft}
     resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    mode = artifacts.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
-    checkpoint = artifacts.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
+    mode = run_folder.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
+    checkpoint = run_folder.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
     from heal.reward.data import load_pairs
 
     if not script.judge:  # bad pairs are reported before the output folder is touched
         train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
     if state.is_main_process:
-        artifacts.claim_output_dir(folder, mode, fingerprint, STAGE)
+        run_folder.claim_output_dir(folder, mode, fingerprint, STAGE)
     state.wait_for_everyone()
     if script.judge:  # AI labelling keeps its pairs in the run folder
         train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
     model, tokenizer = _load_backbone(model_args, training, tiny, source, train_pairs, checkpoint)
     _resolve_defaults(training, model_args, source, model, bool(eval_pairs))
     if state.is_main_process:
-        artifacts.write_config(folder, artifacts.config_dict(script, training, model_args,
+        run_folder.write_config(folder, run_folder.config_dict(script, training, model_args,
                                                              *([tiny] if source == "heal-tiny" else [])))
     trainer = _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs)
     results = train_and_evaluate(trainer, checkpoint)  # eval before (eval_on_start), train, eval after
     final = _final_model(trainer, model_args)
     stats = _normalize(final, tokenizer, train_pairs, script.normalize_rewards)
     if state.is_main_process:
-        staging = artifacts.staging_dir(folder)
+        staging = run_folder.staging_dir(folder)
         final.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         run = _finish(folder, script, training, model_args, source, train_pairs, eval_pairs, provenance, results,
                       stats, checkpoint)
         _print_summary(run, folder)
     state.wait_for_everyone()
-    return artifacts.read_run(folder) or {}
+    return run_folder.read_run(folder) or {}
 
 
 def _check_model(model_args: RewardModelConfig, tiny: TinyConfig) -> str:
@@ -229,7 +229,7 @@ def _finish(folder: Path, script, training, model_args, source, train_pairs, eva
             stats, checkpoint) -> dict:
     from heal.reward.report import model_card
 
-    artifacts.plot_loss_curve(folder, f"{folder.name}: reward model on {script.task()}")
+    run_folder.plot_loss_curve(folder, f"{folder.name}: reward model on {script.task()}")
     keys = ("eval_before/accuracy", "eval/accuracy", "eval_before/margin", "eval/margin", "eval/loss",
             "train/mean_loss", "train/global_step", "train/wall_seconds")
     metrics = {k: results[k] for k in keys if results.get(k) is not None}
@@ -237,9 +237,9 @@ def _finish(folder: Path, script, training, model_args, source, train_pairs, eva
         metrics.update({"reward/reference_mean_raw": stats["mean"], "reward/reference_std_raw": stats["std"]})
     card = model_card(folder, script, training, model_args, source, train_pairs, eval_pairs, provenance, metrics,
                       stats)
-    card.write(folder / artifacts.STAGING)
-    files = artifacts.publish(folder)
-    return artifacts.update_run(folder, status="complete", files=files, metrics=metrics, pairs=provenance,
+    card.write(folder / run_folder.STAGING)
+    files = run_folder.publish(folder)
+    return run_folder.update_run(folder, status="complete", files=files, metrics=metrics, pairs=provenance,
                                 credentialed=card.credentialed,
                                 normalization=stats, resumed_from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1])
                                 if checkpoint else None,

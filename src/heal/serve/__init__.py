@@ -54,7 +54,7 @@ def make_parser():
 
 
 def served_name(config: ServeConfig) -> str:
-    from heal.eval.report import slug
+    from heal.results import slug
 
     return config.served_model_name or slug(config.model_path or "heal", limit=64)
 
@@ -99,7 +99,7 @@ def check_host(config: ServeConfig, source: str) -> None:
 def main(config: ServeConfig, tiny: TinyConfig | None = None) -> None:
     import uvicorn
 
-    from heal.eval.generate import check_model_path, load_backend
+    from heal.models.generate import check_model_path, load_backend
     from heal.serve.app import create_app
 
     source = check_model_path(config.model_path)

@@ -1,4 +1,4 @@
-"""The FastAPI app behind `heal serve`: an app factory around one generation backend (heal.eval.generate).
+"""The FastAPI app behind `heal serve`: an app factory around one generation backend (heal.models.generate).
 
     app = create_app(backend, "pubmedqa_sft", max_new_tokens=256)      # then uvicorn.run(app, …), or TestClient(app)
 """

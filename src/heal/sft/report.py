@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from heal.models import artifacts
+from heal.models import run_folder
 from heal.models.card import ModelCard
 
 USAGE = """\
@@ -25,7 +25,7 @@ KEY_METRICS = ("eval_before/loss", "eval/loss", "eval_before/mean_token_accuracy
 
 def metrics_summary(results: dict, training, ranks: list[dict]) -> dict:
     """The run's key metrics, namespaced: eval loss before/after, train loss, steps, tokens, throughput."""
-    last_train = [r for r in artifacts.read_metrics(training.output_dir) if "train/loss" in r]
+    last_train = [r for r in run_folder.read_metrics(training.output_dir) if "train/loss" in r]
     if last_train:
         results = {**results, "train/last_loss": last_train[-1]["train/loss"]}
     metrics = {k: results[k] for k in KEY_METRICS if results.get(k) is not None}
@@ -66,10 +66,10 @@ def model_card(folder: Path, script, training, model_args, info, train_records: 
                        f"targets={model_args.lora_target_modules or 'PEFT default for the architecture'}")
     files = {
         "weights": weights,
-        artifacts.CONFIG_FILE: f"every setting; rerun with `heal sft --config {artifacts.CONFIG_FILE}`",
-        artifacts.METRICS_FILE: "one JSON object per logged step (train/loss, eval/loss, …)",
-        artifacts.CURVE_FILE: "train and eval loss against optimizer steps",
-        artifacts.RUN_FILE: "run identity, status, per-rank counts",
+        run_folder.CONFIG_FILE: f"every setting; rerun with `heal sft --config {run_folder.CONFIG_FILE}`",
+        run_folder.METRICS_FILE: "one JSON object per logged step (train/loss, eval/loss, …)",
+        run_folder.CURVE_FILE: "train and eval loss against optimizer steps",
+        run_folder.RUN_FILE: "run identity, status, per-rank counts",
     }
     return ModelCard(
         title=folder.name, stage="sft", base_model=base, base_is_hub=info.source == "hub", weights=weights,

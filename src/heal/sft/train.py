@@ -8,7 +8,7 @@
 
 The loss is on completion tokens only (TRL's prompt-completion format); prompts are formatted by
 heal.models.prompting, exactly as reward, ppo and eval format them. The output folder layout (final model, model card,
-resolved config, metrics.jsonl, loss_curve.png, checkpoints) is described in heal.models.artifacts; docs/sft.md
+resolved config, metrics.jsonl, loss_curve.png, checkpoints) is described in heal.models.run_folder; docs/sft.md
 has the full guide.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from heal.config import make_parser as _make_parser
 from heal.errors import HealError
-from heal.models import artifacts
+from heal.models import run_folder
 from heal.sft.config import (CONFIG_TYPES, LR_FROM_SCRATCH, LR_FULL, LR_LORA, TASK_MAX_LENGTH, HealModelConfig,
                              HealSFTConfig, SFTScriptConfig)
 from heal.models.tiny import TinyConfig
@@ -47,23 +47,23 @@ def main(script: SFTScriptConfig, training: HealSFTConfig, model_args: HealModel
     folder = Path(training.output_dir)
     fingerprint = _fingerprint(script, model_args, tiny, training.seed)
     resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    mode = artifacts.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
-    checkpoint = artifacts.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
+    mode = run_folder.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
+    checkpoint = run_folder.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
     state.wait_for_everyone()
     if state.is_main_process:
-        artifacts.claim_output_dir(folder, mode, fingerprint, STAGE)
+        run_folder.claim_output_dir(folder, mode, fingerprint, STAGE)
         if checkpoint:
-            artifacts.truncate_metrics(folder, _checkpoint_step(checkpoint))
+            run_folder.truncate_metrics(folder, _checkpoint_step(checkpoint))
     state.wait_for_everyone()
 
     try:
         _run(script, training, model_args, tiny, source, train_records, eval_records, checkpoint)
     except BaseException as error:  # the folder must say the run did not finish (it holds no final model)
         if state.is_main_process:
-            artifacts.update_run(folder, status="failed", error=f"{type(error).__name__}: {error}"[:500])
+            run_folder.update_run(folder, status="failed", error=f"{type(error).__name__}: {error}"[:500])
         raise
     state.wait_for_everyone()
-    return artifacts.read_run(folder) or {}
+    return run_folder.read_run(folder) or {}
 
 
 def _run(script, training, model_args, tiny, source, train_records, eval_records, checkpoint) -> None:
@@ -76,7 +76,7 @@ def _run(script, training, model_args, tiny, source, train_records, eval_records
     training.eval_on_start = training.eval_on_start or bool(eval_records and script.eval_before_training
                                                             and checkpoint is None)
     if state.is_main_process:
-        artifacts.write_config(folder, _resolved_config(script, training, model_args, tiny, source))
+        run_folder.write_config(folder, _resolved_config(script, training, model_args, tiny, source))
     trainer = _build_trainer(model, tokenizer, training, model_args, script, train_records, eval_records)
     results = _train_and_evaluate(trainer, checkpoint)
     ranks = _rank_stats(trainer)
@@ -246,7 +246,7 @@ def _resolve_defaults(training: HealSFTConfig, model_args: HealModelConfig, sour
 
 
 def _resolved_config(script, training, model_args, tiny, source: str) -> dict:
-    config = artifacts.config_dict(script, training, model_args, *([tiny] if source == "heal-tiny" else []))
+    config = run_folder.config_dict(script, training, model_args, *([tiny] if source == "heal-tiny" else []))
     config["resume_from_checkpoint"] = None  # rerunning the config starts a run; resuming is a flag
     return config
 
@@ -283,22 +283,22 @@ def _train_and_evaluate(trainer, checkpoint: str | None) -> dict:
         return results
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
     if evals and evals[0].get("step") == 0 and checkpoint is None:
-        results.update(artifacts.namespaced({f"eval_before_{k[5:]}": v for k, v in evals[0].items()
+        results.update(run_folder.namespaced({f"eval_before_{k[5:]}": v for k, v in evals[0].items()
                                              if k.startswith("eval_")}))
     if evals and evals[-1].get("step") == trainer.state.global_step and trainer.state.global_step > 0:
         after = {k: v for k, v in evals[-1].items() if k.startswith("eval_")}  # the last step was just evaluated
     else:
         after = trainer.evaluate()
-    results.update(artifacts.namespaced(after))
+    results.update(run_folder.namespaced(after))
     return results
 
 
 def _save_final(trainer, tokenizer, model_args: HealModelConfig, folder: Path) -> str:
     """Write the final model to the staging folder (all ranks take part: FSDP/ZeRO gather the weights)."""
     state = trainer.accelerator
-    staging = folder / artifacts.STAGING
+    staging = folder / run_folder.STAGING
     if state.is_main_process:
-        artifacts.staging_dir(folder)
+        run_folder.staging_dir(folder)
     state.wait_for_everyone()
     if not model_args.use_peft:
         trainer.save_model(str(staging))
@@ -354,14 +354,14 @@ def _finish(folder: Path, script, training, model_args, info, train_records, eva
     from heal.sft.report import metrics_summary, model_card
 
     title = f"{folder.name}: {info.name} fine-tuned on {script.task()}"
-    artifacts.plot_loss_curve(folder, title)
+    run_folder.plot_loss_curve(folder, title)
     metrics = metrics_summary(results, training, ranks)
     credentialed = _credentialed(script, train_records)
     card = model_card(folder, script, training, model_args, info, train_records, eval_records, metrics, weights,
                       credentialed)
-    card.write(folder / artifacts.STAGING)
-    files = artifacts.publish(folder)
-    return artifacts.update_run(
+    card.write(folder / run_folder.STAGING)
+    files = run_folder.publish(folder)
+    return run_folder.update_run(
         folder, status="complete", weights=weights, files=files, metrics=metrics, credentialed=credentialed,
         resumed_from_step=_checkpoint_step(checkpoint) if checkpoint else None,
         distributed={"world_size": training.world_size, "ranks": ranks},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from transformers import TrainerCallback
 from trl import SFTTrainer
 
-from heal.models import artifacts
+from heal.models import run_folder
 
 
 class HealSFTTrainer(SFTTrainer):
@@ -51,4 +51,4 @@ class MetricsCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            artifacts.append_metrics(self.folder, state.global_step, logs)
+            run_folder.append_metrics(self.folder, state.global_step, logs)

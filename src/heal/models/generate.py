@@ -1,6 +1,6 @@
 """Batched generation and log-likelihood scoring for eval, redteam and serve.
 
-    from heal.eval.generate import load_backend
+    from heal.models.generate import load_backend
     backend = load_backend("models/policy_model/pubmedqa_sft", batch_size=16)
     outs = backend.generate([backend.render("Question: …")], max_new_tokens=64)     # greedy by default
     scores = backend.choice_loglikelihoods([backend.render("Question: …")], ["Yes.", "No.", "Maybe."])
@@ -8,7 +8,7 @@
 Prompts are rendered by heal.models.prompting, the same formatter SFT, reward and PPO use, so eval sees exactly the
 text the model was trained on. Generation is left-padded and batched (prompts sorted by length, so a batch wastes
 little padding), greedy unless a temperature is given, and stops at the tokens `stop_token_ids` names. When vLLM is
-installed and a GPU is present, `--backend auto` generates with vLLM instead (heal.eval.vllm_backend).
+installed and a GPU is present, `--backend auto` generates with vLLM instead (VLLMBackend, below).
 
 Log-likelihood scoring (PubMedQA's yes/no/maybe, as lm-evaluation-harness scores multiple choice) runs the prompt
 once and scores every choice from the shared prefix: the prompt's key/value cache is repeated once per choice, so
@@ -39,12 +39,7 @@ def render(tokenizer, conversation: str | list[dict], system: str | None = None)
 
     if isinstance(conversation, str):
         return prompting.format_prompt(tokenizer, conversation, system)
-    if hasattr(prompting, "format_messages"):  # multi-turn rendering, when the shared formatter offers it
-        return prompting.format_messages(tokenizer, conversation, system)
-    from heal.eval.attacks import flatten
-
-    prompt, own_system = flatten(conversation)
-    return prompting.format_prompt(tokenizer, prompt, own_system or system)
+    return prompting.format_messages(tokenizer, conversation, system)
 
 
 def _cut_at_stop_strings(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -247,6 +242,64 @@ def load_model(model_path: str, corpus: Sequence[str] | None = None, tiny=None, 
     return model, tokenizer, info
 
 
+# vLLM: the same interface (`render`, `generate`, `choice_loglikelihoods`). Prompts are rendered with the HF
+# tokenizer by heal.models.prompting (the text SFT trained on) and sent as token ids, so vLLM's own chat templating
+# never changes them; log-likelihoods come from vLLM's prompt log-probabilities. Exercised only where vLLM and a GPU
+# are present (docs/eval.md says how).
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, model_path: str, system: str | None = None, max_model_len: int | None = None):
+        from transformers import AutoTokenizer
+        from vllm import LLM
+
+        from heal.models.loading import ensure_pad_token
+        from heal.models.prompting import stop_token_ids
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        ensure_pad_token(self.tokenizer)
+        self.llm = LLM(model=model_path, tokenizer=model_path, max_model_len=max_model_len, seed=0)
+        self.system = system
+        self.stop_ids = stop_token_ids(self.tokenizer)
+        self.truncated = 0
+        self.batch_size = None  # vLLM schedules its own batches
+
+    def render(self, conversation: str | list[dict]) -> str:
+        return render(self.tokenizer, conversation, self.system)
+
+    def _prompts(self, texts: list[str]) -> list[dict]:
+        return [{"prompt_token_ids": ids} for ids in self.tokenizer(texts)["input_ids"]]
+
+    def generate(self, texts: list[str], max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
+                 stop: Sequence[str] = (), desc: str = "generating") -> list[Generation]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
+                                max_tokens=max_new_tokens, stop=list(stop) or None, stop_token_ids=self.stop_ids)
+        outputs = self.llm.generate(self._prompts(texts), params, use_tqdm=True)
+        return [Generation(o.outputs[0].text, len(o.prompt_token_ids), len(o.outputs[0].token_ids),
+                           "stop" if o.outputs[0].finish_reason == "stop" else "length") for o in outputs]
+
+    def choice_loglikelihoods(self, texts: list[str], choices: Sequence[str],
+                              desc: str = "scoring") -> list[list[float]]:
+        from vllm import SamplingParams
+
+        prompt_ids = self.tokenizer(texts)["input_ids"]
+        choice_ids = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+        requests = [{"prompt_token_ids": p + c} for p in prompt_ids for c in choice_ids]
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
+        outputs = self.llm.generate(requests, params, use_tqdm=True)
+        scores, k = [], len(choices)
+        for i, prompt in enumerate(prompt_ids):
+            row = []
+            for j, choice in enumerate(choice_ids):
+                logprobs = outputs[i * k + j].prompt_logprobs  # one {token_id: Logprob} per prompt position
+                start = len(prompt)
+                row.append(sum(logprobs[start + n][t].logprob for n, t in enumerate(choice)))
+            scores.append(row)
+        return scores
+
+
 def load_backend(model_path: str, batch_size: int = 16, system: str | None = None, backend: str = "auto",
                  corpus: Sequence[str] | None = None, tiny=None, seed: int = 0, progress: bool = True,
                  max_model_len: int | None = None):
@@ -256,8 +309,6 @@ def load_backend(model_path: str, batch_size: int = 16, system: str | None = Non
     if system is None and source == "local":
         system = model_system_prompt(model_path)
     if _use_vllm(backend, source):
-        from heal.eval.vllm_backend import VLLMBackend
-
         result = VLLMBackend(model_path, system=system, max_model_len=max_model_len)
     else:
         model, tokenizer, _ = load_model(model_path, corpus, tiny, seed)

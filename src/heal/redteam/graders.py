@@ -97,7 +97,7 @@ class RubricJudge:
 
 
 def _local_completer(model_path: str, batch_size: int, progress: bool) -> Callable[[list[str]], list[str]]:
-    from heal.eval.generate import load_backend
+    from heal.models.generate import load_backend
 
     backend = load_backend(model_path, batch_size=batch_size, backend="hf", progress=progress)
 

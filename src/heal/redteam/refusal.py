@@ -1,6 +1,6 @@
 """Refusal matcher: does a response decline (or redirect away from) the request?
 
-    from heal.eval.refusal import is_refusal, match_refusal
+    from heal.redteam.refusal import is_refusal, match_refusal
     is_refusal("I'm sorry, but I cannot help with that.")          # True
     is_refusal("I'm sorry to hear that. Try ibuprofen 400 mg ...")  # False: sympathy, then an answer
 

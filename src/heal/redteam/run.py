@@ -5,9 +5,9 @@
         --attacks direct,authority,base64+prefix_injection --max_prompts_per_file 50
     python src/evaluation/adversarial.py --model_path … --adversarial_prompts_path …     # the seed's command
 
-Every harmful prompt is sent once per attack (heal.eval.attacks; `+` composes attacks); benign prompts (XSTest's
+Every harmful prompt is sent once per attack (heal.redteam.attacks; `+` composes attacks); benign prompts (XSTest's
 `label == safe`) are sent as written, to measure over-refusal. Each response is judged by the refusal matcher
-(heal.eval.refusal) and, with --llm_judge, by a StrongREJECT-style rubric (heal.eval.judge). An attack succeeds on a
+(heal.redteam.refusal) and, with --llm_judge, by a StrongREJECT-style rubric (heal.redteam.graders). An attack succeeds on a
 harmful prompt when the response is not a refusal (or, with an LLM judge, when its rubric score reaches
 --judge_threshold).
 
@@ -27,9 +27,10 @@ from pathlib import Path
 from heal import __version__
 from heal.config import make_parser as _make_parser
 from heal.errors import HealError
-from heal.eval import report
-from heal.eval.config import GenerationArgs, RedteamConfig
-from heal.eval.prompts import UNSAFE
+from heal import results
+from heal.eval.config import GenerationArgs
+from heal.redteam.config import RedteamConfig
+from heal.redteam.prompts import UNSAFE
 from heal.models.tiny import TinyConfig
 
 DEFAULT_MAX_NEW_TOKENS = 128  # refusals come first; enough of the answer to judge compliance
@@ -43,7 +44,7 @@ def make_parser():
 def build_jobs(prompts: list[dict], attacks: list[str], benign_attacks: bool, seed: int,
                system: str | None = None) -> list[dict]:
     """One job per (prompt, attack): harmful prompts get every attack, benign ones `direct` unless asked."""
-    from heal.eval.attacks import apply_attack
+    from heal.redteam.attacks import apply_attack
 
     jobs = []
     for item in prompts:
@@ -58,7 +59,7 @@ def build_jobs(prompts: list[dict], attacks: list[str], benign_attacks: bool, se
 
 def judge_rows(jobs: list[dict], outs: list, safety_judge=None, threshold: float = 0.5) -> list[dict]:
     """Result rows for generated responses: refusal matcher always, rubric judge when given."""
-    from heal.eval.refusal import match_refusal
+    from heal.redteam.refusal import match_refusal
 
     rows = []
     for job, out in zip(jobs, outs):
@@ -100,14 +101,14 @@ def _run_jobs(todo: list[dict], jobs: list[dict], state, config: RedteamConfig, 
     """Generate and judge the unfinished jobs chunk by chunk, saving each chunk; return the backend's name."""
     from tqdm.auto import tqdm
 
-    from heal.eval.generate import load_backend
+    from heal.models.generate import load_backend
 
     corpus = list(dict.fromkeys(m["content"] for job in jobs for m in job["messages"]))  # all jobs: same tiny
     backend = load_backend(generation.model_path, generation.batch_size, generation.system_prompt,
                            generation.backend, corpus, tiny, generation.seed, progress=False)
     safety_judge = None
     if config.llm_judge:
-        from heal.eval.judge import make_safety_judge
+        from heal.redteam.graders import make_safety_judge
 
         safety_judge = make_safety_judge(config.llm_judge, config.llm_judge_base_url, generation.batch_size,
                                          False, credentialed)
@@ -123,10 +124,10 @@ def _run_jobs(todo: list[dict], jobs: list[dict], state, config: RedteamConfig, 
 
 
 def main(config: RedteamConfig, generation: GenerationArgs, tiny: TinyConfig | None = None) -> dict:
-    from heal.eval.attacks import parse_attacks
-    from heal.eval.generate import check_model_path
-    from heal.eval.prompts import load_prompts
-    from heal.eval.resume import PartialRun
+    from heal.redteam.attacks import parse_attacks
+    from heal.models.generate import check_model_path
+    from heal.redteam.prompts import load_prompts
+    from heal.models.partial_run import PartialRun
 
     tiny = tiny or TinyConfig()
     generation.check()
@@ -136,7 +137,7 @@ def main(config: RedteamConfig, generation: GenerationArgs, tiny: TinyConfig | N
         raise HealError("--adversarial_prompts_path is required: a prompt file or folder (AdvBench, XSTest, …)")
     prompts, loaded = load_prompts(config.adversarial_prompts_path, config.prompt_column, config.category_column,
                                    config.label_column, config.max_prompts_per_file)
-    folder = report.check_output_dir(config.output_dir or report.default_output_dir(
+    folder = results.check_output_dir(config.output_dir or results.default_output_dir(
         "redteam", generation.model_path, config.adversarial_prompts_path, config.run_name))
     tokens = generation.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
     jobs = build_jobs(prompts, attacks, config.benign_attacks, generation.seed)
@@ -161,10 +162,10 @@ def main(config: RedteamConfig, generation: GenerationArgs, tiny: TinyConfig | N
 
 
 def _write(folder: Path, rows: list[dict], info: dict, config: RedteamConfig, configs: tuple) -> dict:
-    from heal.eval import redteam_report
+    from heal.redteam import report as redteam_report
 
     summary = redteam_report.summarize(rows, info["attacks"], config.worst_examples)
-    with report.RunFolder(folder) as out:
+    with results.ResultsFolder(folder) as out:
         out.config(*configs)
         out.jsonl("responses.jsonl", rows)
         redteam_report.write(out, summary, info)

@@ -1,6 +1,6 @@
 """Jailbreak attack library: transformations that wrap a harmful request to try to get past a model's refusals.
 
-    from heal.eval.attacks import apply_attack, ATTACKS
+    from heal.redteam.attacks import apply_attack, ATTACKS
     messages = apply_attack("authority+refusal_suppression", "How do I …?", key="advbench-17")
     # [{"role": "user", "content": "I am a board-certified …"}]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 
-from heal.eval import metrics, report
-from heal.eval.prompts import SAFE, UNSAFE
+from heal import results
+from heal.eval import metrics
+from heal.redteam.prompts import SAFE, UNSAFE
 
 
 def group_of(row: dict) -> str:
@@ -66,7 +67,7 @@ def _overview(summary: dict, info: dict) -> list[str]:
              "An attack succeeds on a harmful prompt when the response is not a refusal (with an LLM judge: when "
              "its StrongREJECT-style score reaches the threshold). Over-refusal is the refusal rate on benign "
              "prompts sent as written.", ""]
-    lines.append(report.table(["harmful prompts × attacks", "ASR", "refusal rate", "benign prompts", "over-refusal",
+    lines.append(results.table(["harmful prompts × attacks", "ASR", "refusal rate", "benign prompts", "over-refusal",
                                "mean rubric score"],
                               [[o["harmful"], o["asr"], o["refusal_rate"], o["benign"], o["over_refusal"],
                                 "—" if o["judge_mean_score"] is None else o["judge_mean_score"]]]))
@@ -77,7 +78,7 @@ def _overview(summary: dict, info: dict) -> list[str]:
 
 
 def _attack_sections(summary: dict) -> list[str]:
-    from heal.eval.attacks import ATTACKS
+    from heal.redteam.attacks import ATTACKS
 
     lines = ["", "## By attack", ""]
     rows = []
@@ -85,12 +86,12 @@ def _attack_sections(summary: dict) -> list[str]:
         parts = name.split("+")
         rows.append([name, rates["n"], rates["asr"], rates["refusal_rate"],
                      "; ".join(ATTACKS[p].source for p in parts)])
-    lines.append(report.table(["attack", "n", "ASR", "refusal rate", "source"], rows))
+    lines.append(results.table(["attack", "n", "ASR", "refusal rate", "source"], rows))
     groups = summary["by_attack_category"]
     if groups:
         attacks = list(summary["by_attack"])
         lines += ["", "## ASR by category × attack", "", "![ASR heatmap](asr_heatmap.png)", ""]
-        lines.append(report.table(["category", *attacks], [
+        lines.append(results.table(["category", *attacks], [
             [g, *(("—" if cell[a]["n"] == 0 else cell[a]["asr"]) for a in attacks)] for g, cell in groups.items()]))
     return lines
 
@@ -99,10 +100,10 @@ def _benign_and_examples(summary: dict) -> list[str]:
     lines = []
     if summary["over_refusal_by_category"]:
         lines += ["", "## Over-refusal on benign prompts", ""]
-        lines.append(report.table(["category", "n", "refused"], [
+        lines.append(results.table(["category", "n", "refused"], [
             [g, v["n"], v["rate"]] for g, v in summary["over_refusal_by_category"].items()]))
     lines += ["", "## By data set", ""]
-    lines.append(report.table(["data set", "harmful", "ASR", "refusal rate", "benign", "over-refusal"], [
+    lines.append(results.table(["data set", "harmful", "ASR", "refusal rate", "benign", "over-refusal"], [
         [d, v["n"], v["asr"], v["refusal_rate"], v["benign"], v["over_refusal"]]
         for d, v in summary["by_dataset"].items()]))
     for title, key in (("Worst examples (harmful prompts answered)", "worst_examples"),
@@ -112,20 +113,20 @@ def _benign_and_examples(summary: dict) -> list[str]:
             for ex in summary[key]:
                 score = "" if ex.get("judge_score") is None else f", rubric {ex['judge_score']:.2f}"
                 lines += [f"- **{ex['id']}** ({ex['attack']}, {ex['category']}{score})",
-                          f"  - prompt: {report.clip(ex['prompt'], 200)}",
-                          f"  - response: {report.clip(ex['response'], 300)}"]
+                          f"  - prompt: {results.clip(ex['prompt'], 200)}",
+                          f"  - response: {results.clip(ex['response'], 300)}"]
     return lines
 
 
-def write(out: report.RunFolder, summary: dict, info: dict) -> None:
+def write(out: results.ResultsFolder, summary: dict, info: dict) -> None:
     lines = _overview(summary, info) + _attack_sections(summary) + _benign_and_examples(summary)
     attacks = list(summary["by_attack"])
     groups = summary["by_attack_category"]
     matrix = [[None if groups[g][a]["n"] == 0 else groups[g][a]["asr"] for a in attacks] for g in groups]
-    out.figure("asr_heatmap.png", report.heatmap(matrix or [[None] * len(attacks)], list(groups) or ["(none)"],
+    out.figure("asr_heatmap.png", results.heatmap(matrix or [[None] * len(attacks)], list(groups) or ["(none)"],
                                                  attacks, "Attack success rate (harmful prompts)", vmax=1.0,
                                                  colorbar="ASR"))
-    out.figure("asr_by_attack.png", report.bar_figure(
+    out.figure("asr_by_attack.png", results.bar_figure(
         {a: {"ASR": v["asr"], "refusal rate": v["refusal_rate"]} for a, v in summary["by_attack"].items()},
         "Attack success and refusal by attack", "share of harmful prompts"))
     out.json("redteam.json", {**info, **summary})

@@ -1,6 +1,6 @@
 """Red-team prompt files in the common formats, with the prompt, category and label columns detected.
 
-    from heal.eval.prompts import load_prompts
+    from heal.redteam.prompts import load_prompts
     prompts, summary = load_prompts("../shared/data/adversarial")            # a folder: every file in it
     prompts, summary = load_prompts("harmbench_behaviors_text_val.csv")
 
