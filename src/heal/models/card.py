@@ -43,7 +43,7 @@ class ModelCard:
         if self.credentialed:
             body += [CREDENTIALED_WARNING, ""]
         body += ["| | |", "|---|---|", f"| stage | `{self.stage}` |", f"| base model | `{self.base_model}` |",
-                 f"| weights | {self.weights} |", ""]
+                 *_packaged_rows(self.base_model), f"| weights | {self.weights} |", ""]
         body += _section("Data", self.data) + _section("Training", self.training)
         body += _section("Metrics", {k: _fmt(v) for k, v in self.metrics.items()})
         body += _section("Files", self.files)
@@ -59,6 +59,16 @@ class ModelCard:
         with atomic_path(path) as tmp:
             tmp.write_text(self.render(), encoding="utf-8")
         return path
+
+
+def _packaged_rows(base_model: str) -> list[str]:
+    """Source and license of a base model HEAL converted from a package (smollm2-135m), for the card's table."""
+    from heal.models.packaged import PACKAGED, describe
+
+    if base_model not in PACKAGED:
+        return []
+    return [f"| base model source | {describe(base_model)} |",
+            f"| base model license | {PACKAGED[base_model].license} |"]
 
 
 def _fmt(value: Any) -> str:

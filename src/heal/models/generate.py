@@ -110,14 +110,14 @@ class HFBackend:
         encoded = self._encode(texts, max_new_tokens)
         order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
         results: list[Generation | None] = [None] * len(texts)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else \
-            {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        with self._progress(len(texts), desc) as bar, torch.inference_mode():
+        from heal.models.sampling import only_this_config, sampling_config
+
+        # One explicit config (greedy, or temperature/top-p sampling): the model's own generation_config is set aside
+        config = sampling_config(temperature, max_new_tokens, self.stop_ids, self.tokenizer.pad_token_id, top_p)
+        with self._progress(len(texts), desc) as bar, torch.inference_mode(), only_this_config(self.model):
             for batch in _batches(order, self.batch_size):
                 ids, mask = self._pad_left([encoded[i] for i in batch])
-                out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                          eos_token_id=self.stop_ids or None,
-                                          pad_token_id=self.tokenizer.pad_token_id, **sampling)
+                out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
                 for row, i in enumerate(batch):
                     results[i] = self._decode(out[row, ids.shape[1]:].tolist(), len(encoded[i]), stop)
                 bar.update(len(batch))
@@ -253,9 +253,10 @@ class VLLMBackend:
         from transformers import AutoTokenizer
         from vllm import LLM
 
-        from heal.models.loading import ensure_pad_token
+        from heal.models.loading import ensure_pad_token, model_location
         from heal.models.prompting import stop_token_ids
 
+        model_path = model_location(model_path, "--model_path")
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         ensure_pad_token(self.tokenizer)
         self.llm = LLM(model=model_path, tokenizer=model_path, max_model_len=max_model_len, seed=0)

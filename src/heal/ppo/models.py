@@ -131,11 +131,13 @@ def load_value_model(path: str, tokenizer, model_args, from_policy: bool):
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
+    from heal.models.loading import model_location
+
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity(logging.ERROR)  # "score.weight newly initialised" is expected from a causal LM
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            str(Path(path).expanduser()) if Path(path).expanduser().exists() else path, num_labels=1,
+            model_location(path, "value model"), num_labels=1,
             trust_remote_code=model_args.trust_remote_code, **({"dtype": model_args.dtype} if model_args.dtype else {}))
     except (OSError, ValueError) as e:
         raise HealError(f"value model {path}: cannot be loaded as a sequence classifier "

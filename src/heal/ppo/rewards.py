@@ -55,7 +55,7 @@ class RewardModelSource:
     def __init__(self, path: str, policy_tokenizer, batch_size: int = 64):
         from transformers import AutoModelForSequenceClassification
 
-        from heal.models.loading import load_tokenizer
+        from heal.models.loading import load_tokenizer, model_location
         from heal.ppo.models import freeze, same_tokenizer
         from heal.reward.scoring import normalization
 
@@ -63,7 +63,7 @@ class RewardModelSource:
         self.path = path
         self.tokenizer = load_tokenizer(path)
         try:
-            self.model = freeze(AutoModelForSequenceClassification.from_pretrained(path))
+            self.model = freeze(AutoModelForSequenceClassification.from_pretrained(model_location(path)))
         except (OSError, ValueError) as e:
             raise HealError(f"--reward_model_path {path}: not a sequence classifier "
                             f"({str(e).splitlines()[0][:200]}); train one with `heal reward`") from None
@@ -102,11 +102,11 @@ def require_reward_model(path: str) -> None:
     random head and a long load report)."""
     from transformers import AutoConfig
 
-    from heal.models.loading import model_source
+    from heal.models.loading import model_location
 
-    model_source(path, "--reward_model_path")
+    location = model_location(path, "--reward_model_path")
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(location)
     except (OSError, ValueError) as e:
         raise HealError(f"--reward_model_path {path}: cannot read its config.json ({str(e).splitlines()[0][:200]})") \
             from None

@@ -9,7 +9,9 @@ response mask is 1 up to and including the stop token; a row that never stopped 
 (`has_stop` False) for the missing-EOS penalty.
 
 Scoring (detail 7): log-probabilities are computed from logits divided by the sampling temperature, so π_old and π
-are the distributions the tokens were actually sampled from.
+are the distributions the tokens were actually sampled from. For that to hold, sampling is pure temperature sampling
+with one explicit generation config (heal.models.sampling): the model's own generation_config (a Hub model's
+repetition_penalty, top_k, …) is set aside while it generates.
 """
 
 from __future__ import annotations
@@ -87,20 +89,30 @@ def truncate_after_stop(response: torch.Tensor, stop_ids: list[int],
 
 @torch.no_grad()
 def generate(policy, query, query_mask, response_length: int, temperature: float, stop_ids: list[int],
-             pad_id: int) -> torch.Tensor:
-    """(B, T) response ids: sampled at `temperature` (greedy when 0), pure sampling (no top-k/top-p), right-padded
-    to T with `pad_id` when every row stopped early."""
-    sampling = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else \
-        dict(do_sample=False, temperature=None, top_k=None, top_p=None)
-    output = policy.generate(input_ids=query, attention_mask=query_mask, max_new_tokens=response_length,
-                             min_new_tokens=0, eos_token_id=stop_ids or None, pad_token_id=pad_id, use_cache=True,
-                             **sampling)
-    response = output[:, query.shape[1]:]
-    if response.shape[1] < response_length:
-        pad = torch.full((response.shape[0], response_length - response.shape[1]), pad_id, dtype=response.dtype,
-                         device=response.device)
-        response = torch.cat([response, pad], dim=1)
-    return response
+             pad_id: int, with_logprobs: bool = False):
+    """(B, T) response ids: sampled at `temperature` (greedy when 0), pure sampling (no top-k/top-p, no repetition
+    penalty, whatever the model's own generation_config says: heal.models.sampling), right-padded to T with `pad_id`
+    when every row stopped early. With `with_logprobs`, also (B, T) log-probabilities of the sampled tokens under
+    the distribution generate() actually sampled from (for checking that scoring recomputes the same)."""
+    from heal.models.sampling import only_this_config, sampling_config
+
+    config = sampling_config(temperature, response_length, stop_ids, pad_id)
+    config.output_scores = config.return_dict_in_generate = with_logprobs
+    with only_this_config(policy):
+        output = policy.generate(input_ids=query, attention_mask=query_mask, generation_config=config)
+    sequences = output.sequences if with_logprobs else output
+    response = _pad_right(sequences[:, query.shape[1]:], response_length, pad_id)
+    if not with_logprobs:
+        return response
+    scores = torch.stack(output.scores, dim=1).float()  # (B, T', V): the processed logits each token was drawn from
+    sampled = torch.log_softmax(scores, dim=-1).gather(-1, response[:, :scores.shape[1], None]).squeeze(-1)
+    return response, _pad_right(sampled, response_length, 0.0)
+
+
+def _pad_right(t: torch.Tensor, length: int, value) -> torch.Tensor:
+    if t.shape[1] >= length:
+        return t
+    return torch.nn.functional.pad(t, (0, length - t.shape[1]), value=value)
 
 
 @torch.no_grad()

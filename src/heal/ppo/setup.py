@@ -201,12 +201,13 @@ def value_start(script, reward, policy_path: str) -> tuple[str, bool, str]:
     """(path, new head?, description) of the value model's starting point (heal.ppo.models)."""
     from transformers import AutoConfig
 
+    from heal.models.loading import model_location
     from heal.ppo.rewards import RewardModelSource
 
     if script.value_model_path:
         path = script.value_model_path
         try:
-            architectures = AutoConfig.from_pretrained(path).architectures or []
+            architectures = AutoConfig.from_pretrained(model_location(path, "--value_model_path")).architectures or []
         except (OSError, ValueError) as e:
             raise HealError(f"--value_model_path {path}: cannot read its config ({str(e).splitlines()[0]})") from None
         new_head = not any(a.endswith("ForSequenceClassification") for a in architectures)
@@ -275,13 +276,13 @@ def check_prompt_lengths(training, model_args, script, prompt_sets: list[tuple[l
     prompts keep their last tokens. `prompt_sets`: (records, the file they came from)."""
     from transformers import AutoConfig
 
-    from heal.models.loading import load_tokenizer
+    from heal.models.loading import load_tokenizer, model_location
     from heal.ppo.rollout import encode_prompts
 
     name = model_args.model_name_or_path
     tokenizer = load_tokenizer(name, model_args.model_revision, model_args.trust_remote_code)
     try:
-        config = AutoConfig.from_pretrained(name, revision=model_args.model_revision,
+        config = AutoConfig.from_pretrained(model_location(name), revision=model_args.model_revision,
                                             trust_remote_code=model_args.trust_remote_code)
     except (OSError, ValueError):
         config = None  # an adapter folder: the model loader finds its base (and 2048 tokens are assumed here)

@@ -49,11 +49,11 @@ class RewardScorer:
     def __init__(self, path: str, batch_size: int = 16):
         from transformers import AutoModelForSequenceClassification
 
-        from heal.models.loading import load_tokenizer, model_source
+        from heal.models.loading import load_tokenizer, model_location
 
-        model_source(path, "--reward_model_path")
+        location = model_location(path, "--reward_model_path")
         self.tokenizer = load_tokenizer(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        self.model = AutoModelForSequenceClassification.from_pretrained(location).eval()
         self.mean, self.std = normalization(self.model.config)
         self.batch_size = batch_size
 

@@ -121,12 +121,12 @@ def _load_backbone(model_args, training, tiny: TinyConfig, source: str, pairs: l
             torch.manual_seed(training.seed)
             model = LlamaForSequenceClassification(config)
     else:
-        from heal.models.loading import load_tokenizer
+        from heal.models.loading import load_tokenizer, model_location
 
         tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
-                model_args.model_name_or_path, num_labels=1, revision=model_args.model_revision,
+                model_location(model_args.model_name_or_path), num_labels=1, revision=model_args.model_revision,
                 trust_remote_code=training.trust_remote_code, dtype=model_args.dtype or "auto")
         except (OSError, ValueError) as e:
             raise HealError(f"--model_name {model_args.model_name_or_path}: cannot be loaded as a sequence "
