@@ -92,7 +92,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-_verified: dict[str, tuple] = {}  # folder → marker mtime, so one process checks a folder's checksums once
+_verified: dict[str, tuple] = {}  # folder → its files' (name, size, mtime) when their checksums last matched
 
 
 def cache_problem(folder: Path) -> str | None:
@@ -105,8 +105,8 @@ def cache_problem(folder: Path) -> str | None:
         files = record["files"]
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
         return f"{MARKER} is unreadable"
-    stamp = (marker.stat().st_mtime_ns,)
-    if _verified.get(str(folder)) == stamp:
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file())
+    if _verified.get(str(folder)) == stamp:  # checked in this process and unchanged since
         return None
     for name, expected in files.items():
         path = folder / name
@@ -139,12 +139,12 @@ def ensure_converted(alias: str) -> Path:
     folder = root / alias
     if cache_problem(folder) is None:
         return folder
+    source = gguf_path(model)  # before anything is written: without the wheel, say how to install it
     try:
         with _lock(root, alias):
             problem = cache_problem(folder)  # another process may have finished it while we waited
             if problem is None:
                 return folder
-            source = gguf_path(model)
             if folder.exists():
                 print(f"heal: {folder}: {problem}; converting {alias} again", file=sys.stderr)
             _convert_into_place(source, folder, model)
