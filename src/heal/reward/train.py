@@ -124,6 +124,8 @@ def _load_backbone(model_args, training, tiny: TinyConfig, source: str, pairs: l
         from heal.models.loading import load_tokenizer, model_location
 
         tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
+        if tokenizer.eos_token is None:  # encoders (BERT, MiniLM): TRL ends every answer with eos; [SEP] ends theirs
+            tokenizer.eos_token = tokenizer.sep_token or tokenizer.pad_token
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
                 model_location(model_args.model_name_or_path), num_labels=1, revision=model_args.model_revision,
