@@ -20,7 +20,7 @@ from contextlib import contextmanager
 # Neutral values of the settings that reshape the next-token distribution (transformers' logits processors).
 NEUTRAL = {"top_k": 0, "top_p": 1.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
            "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
-           "encoder_no_repeat_ngram_size": 0, "num_beams": 1, "length_penalty": 1.0, "min_length": 0,
+           "encoder_no_repeat_ngram_size": 0, "num_beams": 1, "length_penalty": 1.0,
            "min_new_tokens": 0, "renormalize_logits": False}
 SAMPLING_ONLY = {"top_k", "top_p", "typical_p", "epsilon_cutoff", "eta_cutoff"}  # unused (and warned about) greedily
 
