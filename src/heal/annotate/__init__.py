@@ -31,7 +31,7 @@ class AnnotateParser(argparse.ArgumentParser):
         self.add_argument("command", choices=list(COMMANDS), help="what to do (see below)")
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise HealError(f"{message} (see `{self.prog} --help`)")
 
     def parse(self, args=None) -> tuple:
         args = list(sys.argv[1:] if args is None else args)

@@ -101,12 +101,14 @@ class CommandParser(argparse.ArgumentParser):
             else:
                 self.add_argument(f"--{f.name}", default=None if required else f.default, **options)
 
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+    def error(self, message: str):  # argparse's complaint becomes one line and exit code 2 (heal.cli)
+        raise HealError(f"{message} (see `{self.prog} --help`)")
 
     def parse(self, args: Iterable[str] | None = None) -> tuple:
         args = list(sys.argv[1:] if args is None else args)
-        namespace = self.parse_args(args)
+        namespace, unknown = self.parse_known_args(args)
+        if unknown:
+            raise HealError(f"unknown flag(s) {' '.join(unknown)}; see `{self.prog} --help`")
         values = vars(namespace)
         config_path = values.pop("config")
         if config_path:
