@@ -87,6 +87,7 @@ class Store:
             raise HealError(f"{db_path}: no such database; create it with `heal annotate serve` or "
                             "`heal annotate add-annotator`")
         self._local = threading.local()
+        self._write_lock = threading.Lock()
         try:
             with self.write() as conn:
                 for statement in SCHEMA.split(";"):
@@ -110,13 +111,16 @@ class Store:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, committed when the block ends (rolled back on any exception)."""
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        # Threads of this process queue on a lock rather than on SQLite's busy handler, whose sleep-and-retry makes
+        # a long latency tail under concurrent writers; other processes (a CLI next to the server) still wait on it.
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, params).fetchall()
