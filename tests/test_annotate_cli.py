@@ -62,6 +62,12 @@ def test_add_annotator_prints_a_working_token_once(tmp_path, capsys):
     assert_one_line_error(code, err, "already exists")
     code, _, err = heal(capsys, "annotate", "add-annotator", "bad name!", "--db_path", db)
     assert_one_line_error(code, err, "annotator name")
+    code, out, err = heal(capsys, "annotate", "reset-token", "dr.jones", "--db_path", db)
+    assert code == 0, err
+    new_token = out.rsplit(": ", 1)[1].strip()
+    assert Store(db).annotator_for(token) is None and Store(db).annotator_for(new_token).name == "dr.jones"
+    code, _, err = heal(capsys, "annotate", "reset-token", "dr.who", "--db_path", db)
+    assert_one_line_error(code, err, "unknown annotator 'dr.who'", "dr.jones")
 
 
 def test_stats_and_export_resolve_votes(tmp_path, capsys):
@@ -158,6 +164,8 @@ def test_serve_defaults_to_loopback_and_imports_once(tmp_path):
      ["--labels_per_pair"]),
     (["serve", "--pairs_path", "{tmp}/good.jsonl"], ["--db_path is required"]),
     (["stats", "--db_path", "{tmp}/nope.sqlite"], ["no such database"]),
+    (["stats", "--db_path", "{tmp}/other.sqlite"], ["not a HEAL annotation database"]),
+    (["stats", "--db_path", "{tmp}/bad.jsonl"], ["not a HEAL annotation database"]),
     (["export", "--db_path", "{tmp}/nope.sqlite", "--output_path", "{tmp}/o.jsonl"], ["no such database"]),
     (["export", "--db_path", "{tmp}/nope.sqlite", "--output_path", "{tmp}/o.txt"], ["unsupported output"]),
     (["label", "--db_path", "x"], ["unknown command 'label'"]),
@@ -166,6 +174,9 @@ def test_serve_defaults_to_loopback_and_imports_once(tmp_path):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, needles):
     write_pairs(tmp_path / "good.jsonl", n=2)
     (tmp_path / "bad.jsonl").write_text("{not json\n")
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "other.sqlite").execute("CREATE TABLE notes (text TEXT)").connection.commit()
     code, _, err = heal(capsys, "annotate", *[a.format(tmp=tmp_path) for a in argv])
     assert_one_line_error(code, err, *needles)
     assert not (tmp_path / "o.jsonl").exists()

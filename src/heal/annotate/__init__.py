@@ -2,6 +2,7 @@
 
     heal annotate add-annotator alice --db_path labels.sqlite --admin     # prints alice's token, once
     heal annotate add-annotator bob --db_path labels.sqlite
+    heal annotate reset-token bob --db_path labels.sqlite                 # a lost token: new one, old one revoked
     heal annotate serve --pairs_path data/processed/pairs.jsonl --db_path labels.sqlite   # http://127.0.0.1:8008
     heal annotate stats --db_path labels.sqlite
     heal annotate export --db_path labels.sqlite --output_path data/processed/clinician_prefs.jsonl
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from heal.annotate.config import COMMANDS, AddAnnotatorConfig, ServeConfig, command_parser
+from heal.annotate.config import COMMANDS, AddAnnotatorConfig, ResetTokenConfig, ServeConfig, command_parser
 from heal.errors import HealError
 
 
@@ -58,6 +59,12 @@ def main(config) -> object:
         token = Store(config.db_path).add_annotator(config.name, config.admin)
         print(f"annotator {config.name}{' (admin)' if config.admin else ''} added to {config.db_path}.\n"
               f"token (shown once; only its hash is stored): {token}")
+        return token
+    if isinstance(config, ResetTokenConfig):
+        from heal.annotate.store import Store
+
+        token = Store(config.db_path, create=False).reset_token(config.name)
+        print(f"new token for {config.name} (shown once; the old one no longer works): {token}")
         return token
     module = {"ExportConfig": "export", "StatsConfig": "stats"}.get(type(config).__name__)
     if module is None:

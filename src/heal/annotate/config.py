@@ -47,6 +47,12 @@ class AddAnnotatorConfig:
 
 
 @dataclass
+class ResetTokenConfig:
+    name: str = field(metadata={"help": "The annotator whose token is replaced (the old one stops working at once)."})
+    db_path: str = field(metadata={"help": "SQLite database written by `heal annotate serve`."})
+
+
+@dataclass
 class ExportConfig:
     db_path: str = field(metadata={"help": "SQLite database written by `heal annotate serve`."})
     output_path: str = field(metadata={
@@ -68,10 +74,11 @@ class StatsConfig:
 COMMANDS: dict[str, tuple[type, str]] = {
     "serve": (ServeConfig, "start the annotation web app (FastAPI + SQLite)"),
     "add-annotator": (AddAnnotatorConfig, "create an annotator and print their sign-in token (once)"),
+    "reset-token": (ResetTokenConfig, "give an annotator a new token (lost or leaked); the old one is revoked"),
     "export": (ExportConfig, "write the labels as prompt/chosen/rejected pairs for heal reward / heal dpo"),
     "stats": (StatsConfig, "progress per annotator, inter-annotator and judge–human agreement"),
 }
-POSITIONAL = {"add-annotator": ("name",)}  # `heal annotate add-annotator NAME`
+POSITIONAL = {"add-annotator": ("name",), "reset-token": ("name",)}  # `heal annotate add-annotator NAME`
 
 
 def _to_bool(text: str) -> bool:

@@ -88,6 +88,14 @@ class Store:
                             "`heal annotate add-annotator`")
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        if not create:  # an existing file: read it as it is, and refuse one that is not ours
+            try:
+                tables = {r[0] for r in self.read("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.DatabaseError as e:
+                raise HealError(f"{db_path}: not a HEAL annotation database ({e}); pick another --db_path") from None
+            if not {"annotators", "pairs", "labels"} <= tables:
+                raise HealError(f"{db_path}: not a HEAL annotation database (no annotators/pairs/labels tables)")
+            return
         try:
             with self.write() as conn:
                 for statement in SCHEMA.split(";"):
@@ -146,6 +154,17 @@ class Store:
                 raise HealError(f"annotator {name!r} already exists in {self.path}; choose another name")
             conn.execute("INSERT INTO annotators (name, token_sha256, is_admin, created_at) VALUES (?, ?, ?, ?)",
                          (name, hash_token(token), int(admin), _now()))
+        return token
+
+    def reset_token(self, name: str) -> str:
+        """A new token for `name`; the old one stops working."""
+        token = "heal_" + secrets.token_urlsafe(24)
+        with self.write() as conn:
+            if conn.execute("UPDATE annotators SET token_sha256 = ? WHERE name = ?",
+                            (hash_token(token), name)).rowcount == 0:
+                known = [r[0] for r in conn.execute("SELECT name FROM annotators ORDER BY name")]
+                raise HealError(f"unknown annotator {name!r} in {self.path}; known: {', '.join(known) or 'none'} "
+                                "(add one with `heal annotate add-annotator`)")
         return token
 
     def annotator_for(self, token: str) -> Annotator | None:
