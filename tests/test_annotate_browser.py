@@ -1,5 +1,5 @@
 """`heal annotate` in a real browser (Debian's chromium driven by Playwright): sign in, label with the mouse and the
-keyboard, see the AI verdict only after voting, undo, skip, and check what the export then holds."""
+keyboard, see the AI verdict only after voting, undo, skip, use the admin view, and check what the export holds."""
 
 from __future__ import annotations
 
@@ -102,6 +102,17 @@ def test_sign_in_label_with_mouse_and_keyboard_undo_skip_and_export(tmp_path, br
         page.keyboard.press("s")
         page.wait_for_selector("#done:not([hidden])")
         assert page.text_content("#progress-text").startswith("3 / 3 labelled")
+
+        # the admin view: progress per annotator, then an edit of the guidelines everyone sees
+        page.click("#admin-toggle")
+        page.wait_for_selector("#stats-table tbody tr")
+        cells = page.eval_on_selector_all("#stats-table tbody td", "tds => tds.map(td => td.textContent)")
+        assert cells[:4] == ["alice (admin)", "3", "1", "0"]
+        assert "Fleiss' kappa" in page.text_content("#agreement")
+        page.fill("#g-axes", "safety: Prefer the answer that cannot hurt the patient.")
+        page.click("#guidelines-form button[type=submit]")
+        page.wait_for_selector("#g-status:has-text('saved')")
+        assert page.text_content("#axes") == "safety: Prefer the answer that cannot hurt the patient."
     assert dialogs == []
 
     records, outcomes = build_records(store)

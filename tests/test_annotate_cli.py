@@ -83,7 +83,8 @@ def test_stats_and_export_resolve_votes(tmp_path, capsys):
     code, out, err = heal(capsys, "annotate", "export", "--config", config)
     assert code == 0, err
     records = io.read_records(tmp_path / "prefs.jsonl")
-    assert len(records) == 6 and {r["votes_chosen"] for r in records} == {1} and {r["votes_tie"] for r in records} == {1}
+    assert len(records) == 6
+    assert {r["votes_chosen"] for r in records} == {1} and {r["votes_tie"] for r in records} == {1}
     assert all(r["chosen"] != r["rejected"] and r["ai_agrees"] is True for r in records)
     assert io.read_metadata(tmp_path / "prefs.jsonl")["summary"]["outcomes"] == {"exported": 6}
     code, _, err = heal(capsys, "annotate", "export", "--config", config, "--min_labels", "3")

@@ -15,7 +15,8 @@ from heal.errors import HealError
 
 
 def test_fleiss_kappa_small_example_worked_by_hand():
-    # 3 items, 2 raters, 2 categories: P_i = 1, 1, 0 → P̄ = 2/3; p = (1/2, 1/2) → P̄_e = 1/2; κ = (2/3 − 1/2)/(1/2)
+    # 3 items, 2 raters, 2 categories: P_i = 1, 1, 0 → P̄ = 2/3; p = (1/2, 1/2) → P̄_e = 1/2;
+    # κ = (2/3 − 1/2) / (1 − 1/2) = 1/3
     assert fleiss_kappa([[2, 0], [0, 2], [1, 1]]) == pytest.approx(1 / 3)
 
 
