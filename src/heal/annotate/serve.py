@@ -66,6 +66,9 @@ def serve(config: ServeConfig) -> None:
     from heal.annotate.app import create_app
 
     store, added = prepare(config)
+    if not host_is_loopback(config.host):
+        print(f"heal annotate: listening on {config.host}, reachable from the network: tokens are bearer secrets, so "
+              "put the app behind a reverse proxy that terminates TLS", flush=True)
     app = create_app(store, config.labels_per_pair, config.reservation_minutes)
     total = store.count("SELECT COUNT(*) FROM pairs")
     print(f"heal annotate: {total} pairs ({added} new), {config.labels_per_pair} labels each; "
