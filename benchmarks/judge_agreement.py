@@ -22,7 +22,6 @@ Embeddings are cached in ~/.cache/heal/judge_agreement_embeddings.pkl (keyed by 
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ FILES = {"llama2orig": "xstest_v2_completions_llama2orig.csv",
          "mistralinstruct": "xstest_v2_completions_mistralinstruct.csv"}
 PUBLISHED = {"llama2orig": {"XSTest string matcher": 0.893, "XSTest GPT-4 classifier": 0.793},
              "mistralinstruct": {"XSTest string matcher": 0.860, "XSTest GPT-4 classifier": 0.756}}
-CACHE = Path.home() / ".cache" / "heal" / "judge_agreement_embeddings.pkl"
+CACHE = Path.home() / ".cache" / "heal" / "judge_agreement_embeddings.pkl"  # shared with the training script
 COLUMNS = ("full_compliance", "full_refusal", "partial_refusal", "non_answer")
 
 
@@ -116,11 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     from heal.redteam.judging import Embedder
 
     embedder = Embedder()
-    if CACHE.is_file():
-        embedder._cache.update(pickle.loads(CACHE.read_bytes()))
+    embedder.load_cache(CACHE)
     results = evaluate(embedder)
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    CACHE.write_bytes(pickle.dumps(embedder._cache))
+    embedder.save_cache(CACHE)
     print(markdown(results))
     print(confusions(results))
     for name, res in results.items():

@@ -14,20 +14,26 @@ from pathlib import Path
 from heal.redteam.learned import WEIGHTS_PATH, LearnedWeights, fit, labelled_features, load_labelled
 
 XSTEST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "labelled_answers" / "xstest"
+CACHE = Path.home() / ".cache" / "heal" / "judge_agreement_embeddings.pkl"  # MiniLM vectors by text (a speed-up)
 FILES = ("xstest_v2_completions_llama2orig.csv", "xstest_v2_completions_mistralinstruct.csv")
 
 
 def main() -> int:
     import numpy as np
 
+    from heal.redteam.judging import Embedder
+
+    embedder = Embedder()
+    embedder.load_cache(CACHE)
     features, labels, trained_on = [], [], {}
     for name in FILES:
         rows = load_labelled(XSTEST / name)
-        features.append(labelled_features(rows))
+        features.append(labelled_features(rows, embedder))
         labels += [row["gold"] for row in rows]
         trained_on[f"shared/data/labelled_answers/xstest/{name}"] = len(rows)
     weights = LearnedWeights.from_classifier(fit(np.vstack(features), labels), trained_on)
     weights.save(WEIGHTS_PATH)
+    embedder.save_cache(CACHE)
     print(f"wrote {WEIGHTS_PATH} ({WEIGHTS_PATH.stat().st_size // 1024} kB) from {sum(trained_on.values())} answers")
     return 0
 

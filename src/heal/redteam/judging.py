@@ -43,6 +43,21 @@ class Embedder:
         self._model = None
         self._cache: dict[str, object] = {}
 
+    def load_cache(self, path) -> None:
+        """Reuse embeddings saved by `save_cache` (benchmarks and the training script: minutes → seconds)."""
+        import pickle
+        from pathlib import Path
+
+        if Path(path).is_file():
+            self._cache.update(pickle.loads(Path(path).read_bytes()))
+
+    def save_cache(self, path) -> None:
+        import pickle
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(pickle.dumps(self._cache))
+
     def encode(self, texts: list[str]):
         import numpy as np
 
@@ -78,7 +93,8 @@ def learned_features(pairs: list[tuple[str, str]], related, embedder: Embedder):
     from heal.redteam.learned import feature_matrix, split_answer
 
     heads, tails = zip(*(split_answer(r) for _, r in pairs))
-    return feature_matrix([r for _, r in pairs], related, embedder.encode(list(heads)), embedder.encode(list(tails)))
+    return feature_matrix([r for _, r in pairs], related, embedder.encode(list(heads)), embedder.encode(list(tails)),
+                          embedder.encode([p for p, _ in pairs]))
 
 
 def _engaged(outcome: Outcome, related: float) -> Outcome:
