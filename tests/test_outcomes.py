@@ -130,3 +130,10 @@ def test_bad_responses_file_is_one_line_exit_2(capsys, tmp_path, content, needle
     code, _, err = heal(capsys, "redteam", "--responses_path", path, "--output_dir", out, "--progress", "false")
     assert_one_line_error(code, err, needle)
     assert not out.exists()
+
+
+def test_redteam_help_names_the_judging_flags():
+    from heal.redteam.run import make_parser
+
+    text = make_parser().format_help()  # argparse formats every help string here ('%' would break it)
+    assert all(flag in text for flag in ("--responses_path", "--grader", "--llm_judge_prompt", "--bootstrap"))
