@@ -233,7 +233,7 @@ def read_responses(path: str | Path, prompt_column: str | None = None, category_
     if answer is None:
         raise HealError(f"{path}: no answer column (found: {', '.join(names)}); name it `completion` or `response`")
     dataset = _dataset_name(path, columns["prompt"])
-    derive = columns["label"] is None and columns["category"] == "type" and dataset == "xstest"
+    derive = columns["label"] is None and any(str(row.get("type") or "").startswith("contrast_") for row in rows)
     out = []
     for i, row in enumerate(rows):
         prompt = _prompt_text(row, columns["prompt"])
