@@ -49,14 +49,15 @@ from pathlib import Path
 from heal.config import make_parser as _make_parser
 from heal.errors import HealError
 
-STAGE_VERBS = ("prep", "sft", "label", "reward", "ppo", "dpo", "grpo", "eval", "redteam")
-FILE_OUTPUT_VERBS = ("prep", "label")  # these write one file (output_path); the others a folder (output_dir)
+STAGE_VERBS = ("prep", "sft", "label", "reward", "ppo", "dpo", "grpo", "eval", "redteam", "annotate")
+FILE_OUTPUT_VERBS = ("prep", "label", "annotate")  # these write one file (output_path); the others a folder
+STAGE_MODULES = {"annotate": "heal.annotate.export"}  # a stage of `annotate` exports the clinicians' labels
 TOP_KEYS = ("run_dir", "stages", "description", "title")
 STAGE_KEYS = ("verb", "args", "description", "launch")
 # arguments that name something the stage reads; each must exist or be written by an earlier stage
 INPUT_KEYS = ("input_path", "dataset_path", "eval_dataset_path", "folds_path", "model_name", "model_name_or_path",
               "model_path", "reward_model_path", "value_model_path", "sft_model_path", "adversarial_prompts_path",
-              "agreement", "resume_from_checkpoint")
+              "agreement", "resume_from_checkpoint", "db_path")
 STATE_FILE = "pipeline_state.json"
 BUILTIN = Path(__file__).parent / "data" / "builtin"  # ${builtin}: data files shipped with HEAL
 _RESERVED = ("run_dir", "builtin")  # placeholders that are not stages
@@ -177,7 +178,7 @@ def validate(path: Path, stages: list[Stage], check_inputs: bool = True) -> None
 
     produced: list[Path] = []
     for stage in stages:
-        parser = importlib.import_module(VERBS[stage.verb].module).make_parser()
+        parser = importlib.import_module(STAGE_MODULES.get(stage.verb) or VERBS[stage.verb].module).make_parser()
         dests = {option.lstrip("-").replace("-", "_"): action.dest for action in parser._actions
                  for option in action.option_strings if action.dest not in ("help", "config")}
         for key in list(stage.args):
@@ -256,7 +257,10 @@ def fingerprint(stage: Stage) -> str:
 
 def _digest(path: Path) -> list:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [(str(p.relative_to(path)) if p != path else "", p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    wal = Path(f"{path}-wal")  # a SQLite database's new rows (annotate's labels) may sit in its write-ahead log
+    files += [wal] if path.is_file() and wal.is_file() else []
+    return [(str(p.relative_to(path)) if path.is_dir() else "" if p == path else p.name, p.stat().st_size,
+             p.stat().st_mtime_ns) for p in files]
 
 
 def read_state(folder: Path) -> dict:
@@ -284,7 +288,7 @@ def run_stage(stage: Stage, stage_config: Path, overwrite: bool) -> None:
         if code:
             raise HealError(f"`{stage.launch} -m heal.cli {stage.verb}` exited with code {code} (its output is above)")
         return
-    module = importlib.import_module(VERBS[stage.verb].module)
+    module = importlib.import_module(STAGE_MODULES.get(stage.verb) or VERBS[stage.verb].module)
     configs = module.make_parser().parse(argv)
     module.main(*configs)
 
