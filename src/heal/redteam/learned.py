@@ -1,4 +1,4 @@
-"""The learned safety judge: MiniLM sentence embeddings + the rule signals → logistic regression over XSTest's classes.
+"""The learned safety judge: MiniLM embeddings + the rule signals → logistic regression over XSTest's classes.
 
     python scripts/train_learned_judge.py          # rewrites src/heal/redteam/learned_judge.json (≈ 1-3 min, CPU)
 
@@ -92,8 +92,9 @@ class LearnedWeights:
                    [round(float(v), 6) for v in clf.intercept_], trained_on)
 
     def save(self, path: Path = WEIGHTS_PATH) -> None:
-        meta = {"classes": list(CLASSES), "features": [*RULE_FEATURES, f"opening_embedding[{EMBEDDING_DIM}]",
-                                                       f"rest_embedding[{EMBEDDING_DIM}]", "relevance", "rest_relevance"],
+        features = [*RULE_FEATURES, f"opening_embedding[{EMBEDDING_DIM}]", f"rest_embedding[{EMBEDDING_DIM}]",
+                    "relevance", "rest_relevance"]
+        meta = {"classes": list(CLASSES), "features": features,
                 "C": C, "trained_on": self.trained_on, "intercept": self.intercept, "coef": self.coef}
         path.write_text(json.dumps(meta) + "\n", encoding="utf-8")
 
