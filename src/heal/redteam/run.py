@@ -78,8 +78,7 @@ def _fingerprint(config: RedteamConfig, generation: GenerationArgs, tiny: TinyCo
             "max_new_tokens": tokens, "temperature": generation.temperature, "top_p": generation.top_p,
             "system_prompt": generation.system_prompt, "benign_attacks": config.benign_attacks,
             "llm_judge": config.llm_judge, "llm_judge_prompt": config.llm_judge_prompt, "grader": config.grader,
-            "columns": [config.prompt_column, config.category_column,
-                                                       config.label_column],
+            "columns": [config.prompt_column, config.category_column, config.label_column],
             "tiny": [tiny.tiny_vocab_size, tiny.tiny_hidden_size, tiny.tiny_layers, tiny.tiny_heads]
             if generation.model_path == "heal-tiny" else None}
 
