@@ -201,7 +201,7 @@ def write(out: results.ResultsFolder, summary: dict, info: dict) -> None:
     names = {"ASR": "asr", "refusal rate": "refusal_rate", "non-answer rate": "non_answer_rate"}
     out.figure("asr_by_attack.png", results.bar_figure(
         {a: {label: v[k] for label, k in names.items()} for a, v in by_attack.items()},
-        "Attack success, refusal and non-answers by attack (bars: bootstrap 95% CI)", "share of harmful prompts",
+        "Attack success, refusal and non-answers by attack (error bars: bootstrap 95% CI)", "share of harmful prompts",
         errors={a: {label: v["ci95"][k] for label, k in names.items()} for a, v in by_attack.items()}))
     out.json("redteam.json", {**info, **summary})
     out.markdown("report.md", "\n".join(lines))
