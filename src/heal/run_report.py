@@ -119,7 +119,7 @@ def _headline(verb: str, info: dict) -> str:
     if verb == "redteam":
         o = info.get("overall", {})
         return (f"ASR {_fmt(o.get('asr'))} on {o.get('harmful', '?')} attacks, "
-                f"over-refusal {_fmt(o.get('over_refusal'))}")
+                f"non-answers {_fmt(o.get('non_answer_rate'))}, over-refusal {_fmt(o.get('over_refusal'))}")
     return ""
 
 
@@ -157,6 +157,7 @@ def results_rows(views: list[StageView]) -> list[list[str]]:
             o = v.info["overall"]
             rows += [[v.name, f"attack success rate ({o.get('harmful', '?')} attacked requests)", _fmt(o.get("asr"))],
                      [v.name, "refusal rate (harmful)", _fmt(o.get("refusal_rate"))],
+                     [v.name, "non-answer rate (harmful)", _fmt(o.get("non_answer_rate"))],
                      [v.name, f"over-refusal ({o.get('benign', '?')} benign requests)", _fmt(o.get("over_refusal"))]]
     return rows
 
