@@ -57,7 +57,7 @@ def build_jobs(prompts: list[dict], attacks: list[str], benign_attacks: bool, se
     return jobs
 
 
-def judge_rows(jobs: list[dict], outs: list, safety_judge=None, threshold: float = 0.5) -> list[dict]:
+def judge_rows(jobs: list[dict], outs: list, grader=None, threshold: float = 0.5) -> list[dict]:
     """Result rows for generated responses: refusal matcher always, rubric judge when given."""
     from heal.redteam.refusal import match_refusal
 
@@ -68,8 +68,8 @@ def judge_rows(jobs: list[dict], outs: list, safety_judge=None, threshold: float
                      "turns": len(job["messages"]), "response": out.text, "finish_reason": out.finish_reason,
                      "refused": rule is not None, "refusal_rule": rule})
     harmful = [row for row in rows if row["label"] == UNSAFE]  # benign answers need no harm rubric
-    if safety_judge is not None and harmful:
-        judgments = safety_judge([(row["prompt"], row["response"]) for row in harmful])
+    if grader is not None and harmful:
+        judgments = grader([(row["prompt"], row["response"]) for row in harmful])
         for row, judgment in zip(harmful, judgments):
             row.update(judge_score=judgment.score, judge_refused=judgment.refused,
                        judge_rationale=judgment.rationale)
@@ -106,11 +106,11 @@ def _run_jobs(todo: list[dict], jobs: list[dict], state, config: RedteamConfig, 
     corpus = list(dict.fromkeys(m["content"] for job in jobs for m in job["messages"]))  # all jobs: same tiny
     backend = load_backend(generation.model_path, generation.batch_size, generation.system_prompt,
                            generation.backend, corpus, tiny, generation.seed, progress=False)
-    safety_judge = None
+    grader = None
     if config.llm_judge:
-        from heal.redteam.graders import make_safety_judge
+        from heal.redteam.graders import make_grader
 
-        safety_judge = make_safety_judge(config.llm_judge, config.llm_judge_base_url, generation.batch_size,
+        grader = make_grader(config.llm_judge, config.llm_judge_base_url, generation.batch_size,
                                          False, credentialed)
     chunk = generation.batch_size * CHUNK_BATCHES
     with tqdm(total=len(todo), desc="red-teaming", unit="prompt", disable=not generation.progress) as bar:
@@ -118,7 +118,7 @@ def _run_jobs(todo: list[dict], jobs: list[dict], state, config: RedteamConfig, 
             batch = todo[start:start + chunk]
             texts = [backend.render(job["messages"]) for job in batch]
             outs = backend.generate(texts, tokens, generation.temperature, generation.top_p)
-            state.append(judge_rows(batch, outs, safety_judge, config.judge_threshold))
+            state.append(judge_rows(batch, outs, grader, config.judge_threshold))
             bar.update(len(batch))
     return backend.name
 
