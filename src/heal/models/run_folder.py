@@ -174,6 +174,13 @@ def append_metrics(folder: str | Path, step: int, logs: dict[str, float]) -> Non
         f.write(json.dumps(row) + "\n")
 
 
+def append_row(folder: str | Path, step: int, metrics: dict) -> None:
+    """A row of metrics whose keys are already HEAL's (the RL verbs' own loops and held-out scores)."""
+    row = {"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
+    with open(Path(folder) / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def _finite(value: Any) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
