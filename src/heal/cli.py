@@ -104,7 +104,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def render_help(name: str) -> str:
-    """`heal <name> --help` as the verb's parser writes it, HELP_WIDTH columns wide (what heal/help/<name>.txt holds)."""
+    """`heal <name> --help` as the verb's parser writes it, HELP_WIDTH columns wide (heal/help/<name>.txt)."""
     import argparse
     import functools
 

@@ -40,7 +40,7 @@ class VerbContract:
 
     output: Literal["file", "folder"]  # one file (--output_path) or a folder (--output_dir)
     inputs: tuple[str, ...] = ()  # settings naming a file or folder the verb reads: each must exist or be made earlier
-    models: tuple[str, ...] = ()  # settings naming a model: a local folder (checked like an input), a Hub id or heal-tiny
+    models: tuple[str, ...] = ()  # settings naming a model: a local folder (checked as an input), Hub id or heal-tiny
     overwrite_field: str | None = None  # the flag that lets a rerun replace the verb's own earlier output
     summarize: Callable[[Path], StageSummary] | None = None  # output → its StageSummary
     also_writes: Callable[[dict], list[str]] | None = None  # the stage's arguments → files it writes besides output

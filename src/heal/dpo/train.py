@@ -31,9 +31,13 @@ KEY_METRICS = ("eval_before/loss", "eval/loss", "eval/rewards/accuracies", "eval
                "train/global_step", "train/wall_seconds")
 
 
-CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "resume_from_checkpoint"), models=("model_name_or_path",),
-                        overwrite_field="overwrite_output_dir", summarize=lambda output: StageSummary(
-                            metrics=run_metrics(output)[1], curves=loss_curve(output)))
+def summarize(output: Path) -> StageSummary:
+    """The run report's view of a DPO run folder: its loss curve."""
+    return StageSummary(metrics=run_metrics(output)[1], curves=loss_curve(output))
+
+
+CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "resume_from_checkpoint"),
+                        models=("model_name_or_path",), overwrite_field="overwrite_output_dir", summarize=summarize)
 
 
 def make_parser():

@@ -32,8 +32,8 @@ NORMALIZATION_SAMPLES = 512  # reference answers scored for the normalisation st
 MIN_STD = 1e-3  # a reward model whose answers all score within this spread gets no rescaling (std 1)
 
 
-CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "resume_from_checkpoint"), models=("model_name_or_path",),
-                        overwrite_field="overwrite_output_dir", summarize=summarize)
+CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "resume_from_checkpoint"),
+                        models=("model_name_or_path",), overwrite_field="overwrite_output_dir", summarize=summarize)
 
 
 def make_parser():

@@ -35,6 +35,8 @@ def encode_prompts(tokenizer, records: list[dict], system: str | None, max_promp
     """Token ids of each formatted prompt (heal.models.prompting), keeping the last `max_prompt_length` tokens."""
     from heal.models.prompting import format_prompt
 
+    if not records:  # no held-out prompts (--eval_split_size 0): the tokenizer rejects an empty batch
+        return []
     texts = [format_prompt(tokenizer, str(r["prompt"]), system) for r in records]
     return [ids[-max_prompt_length:] for ids in tokenizer(texts)["input_ids"]]
 

@@ -30,8 +30,8 @@ from heal.sft.config import (CONFIG_TYPES, LEARNING_RATES, TASK_MAX_LENGTH, Heal
 STAGE = "sft"
 
 
-CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "resume_from_checkpoint"), models=("model_name_or_path",),
-                        overwrite_field="overwrite_output_dir", summarize=summarize)
+CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "resume_from_checkpoint"),
+                        models=("model_name_or_path",), overwrite_field="overwrite_output_dir", summarize=summarize)
 
 
 def make_parser():
