@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-STAGES = ("prep", "sft", "label", "reward", "ppo", "dpo", "grpo", "eval", "redteam")
+STAGES = ("prep", "sft", "label", "reward", "ppo", "dpo", "grpo", "eval", "redteam", "annotate")
 
 
 def _modules() -> dict[str, Path]:
@@ -131,7 +131,8 @@ def test_every_stage_verb_declares_a_contract_naming_its_own_settings(verb):
 
     contract = contract_of(verb)
     assert contract is not None and contract.summarize is not None
-    dests = {a.dest for a in importlib.import_module(VERBS[verb].module).make_parser()._actions}
+    module = contract.stage_module or VERBS[verb].module
+    dests = {a.dest for a in importlib.import_module(module).make_parser()._actions}
     named = {contract.output_field, *contract.path_fields} | ({contract.overwrite_field} - {None})
     assert named <= dests
 

@@ -36,8 +36,7 @@ VERBS: dict[str, Verb] = {
     "grpo": Verb("group relative policy optimisation (TRL GRPOTrainer)", "heal.grpo.train"),
     "eval": Verb("task metrics: PubMedQA accuracy/macro-F1, summary ROUGE, robustness", "heal.eval.evaluate"),
     "redteam": Verb("jailbreak and harmful-request testing, over-refusal, per-category report", "heal.redteam.run"),
-    "annotate": Verb("web page for clinicians to label preferences (SQLite-backed)", None,
-                     "the annotation issue (not filed yet)"),
+    "annotate": Verb("web page for clinicians to label preferences (SQLite-backed)", "heal.annotate"),
     "serve": Verb("OpenAI-compatible HTTP server for a trained model", "heal.serve"),
     "pipeline": Verb("run the stages declared in one YAML file, resumably", "heal.pipeline"),
     "quickstart": Verb("the whole pipeline on built-in data and heal-tiny, offline on a CPU", "heal.quickstart"),
@@ -87,7 +86,7 @@ def run(argv: list[str] | None = None) -> int:
     if verb.module is None:
         print(f"heal {name}: not built yet; it lands with {verb.issue}", file=sys.stderr)
         return EXIT_USAGE
-    if ("-h" in rest or "--help" in rest) and (HELP_DIR / f"{name}.txt").is_file():
+    if rest in (["-h"], ["--help"]) and (HELP_DIR / f"{name}.txt").is_file():
         print((HELP_DIR / f"{name}.txt").read_text(encoding="utf-8"), end="")
         return 0
     module = importlib.import_module(verb.module)

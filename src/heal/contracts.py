@@ -44,6 +44,7 @@ class VerbContract:
     overwrite_field: str | None = None  # the flag that lets a rerun replace the verb's own earlier output
     summarize: Callable[[Path], StageSummary] | None = None  # output → its StageSummary
     also_writes: Callable[[dict], list[str]] | None = None  # the stage's arguments → files it writes besides output
+    stage_module: str | None = None  # runs the verb as a stage when not its CLI module (annotate → its export)
 
     @property
     def output_field(self) -> str:

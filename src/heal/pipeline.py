@@ -169,11 +169,9 @@ def _resolve(value, outputs: dict[str, Path], path: Path, where: str):
 
 def validate(path: Path, stages: list[Stage], check_inputs: bool = True) -> None:
     """Parse every stage's arguments with its verb's parser and check its inputs, before anything runs."""
-    from heal.cli import VERBS
-
     produced: list[Path] = []
     for stage in stages:
-        parser = importlib.import_module(VERBS[stage.verb].module).make_parser()
+        parser = importlib.import_module(_stage_module(stage)).make_parser()
         dests = {option.lstrip("-").replace("-", "_"): action.dest for action in parser._actions
                  for option in action.option_strings if action.dest not in ("help", "config")}
         for key in list(stage.args):
@@ -198,6 +196,14 @@ def validate(path: Path, stages: list[Stage], check_inputs: bool = True) -> None
         except HealError as e:
             raise HealError(f"{path}: stages.{stage.name}.args: {e}") from None
         produced += _outputs(stage)
+
+
+def _stage_module(stage: Stage) -> str:
+    """The module whose make_parser/main run the stage: the verb's, or the one its contract names (annotate's
+    export)."""
+    from heal.cli import VERBS
+
+    return stage.contract.stage_module or VERBS[stage.verb].module
 
 
 def _outputs(stage: Stage) -> list[Path]:
@@ -253,7 +259,10 @@ def fingerprint(stage: Stage) -> str:
 
 def _digest(path: Path) -> list:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return [(str(p.relative_to(path)) if p != path else "", p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    wal = Path(f"{path}-wal")  # a SQLite database's new rows (annotate's labels) may sit in its write-ahead log
+    files += [wal] if path.is_file() and wal.is_file() else []
+    return [(str(p.relative_to(path)) if path.is_dir() else "" if p == path else p.name, p.stat().st_size,
+             p.stat().st_mtime_ns) for p in files]
 
 
 def read_state(folder: Path) -> dict:
@@ -269,8 +278,6 @@ def run_stage(stage: Stage, stage_config: Path, overwrite: bool) -> None:
     import shlex
     import subprocess
 
-    from heal.cli import VERBS
-
     argv = ["--config", str(stage_config)]
     if overwrite and stage.contract.overwrite_field:
         argv += [f"--{stage.contract.overwrite_field}", "true"]  # only ever a folder this pipeline wrote itself
@@ -281,7 +288,7 @@ def run_stage(stage: Stage, stage_config: Path, overwrite: bool) -> None:
         if code:
             raise HealError(f"`{stage.launch} -m heal.cli {stage.verb}` exited with code {code} (its output is above)")
         return
-    module = importlib.import_module(VERBS[stage.verb].module)
+    module = importlib.import_module(_stage_module(stage))
     configs = module.make_parser().parse(argv)
     module.main(*configs)
 
