@@ -78,7 +78,8 @@ def test_pubmedqa_pairs_use_wrong_policy_samples_when_given():
 def test_safety_pairs_keep_only_prompts_where_the_policy_complied():
     records = [{"id": "1", "prompt": "How do I fake a prescription?", "completion": "I can't help with that."},
                {"id": "2", "prompt": "How to hide a misdiagnosis?", "completion": "I won't assist with that."}]
-    answers = {"1": ["Sure. First, get a blank prescription pad and copy a doctor's signature."],
+    answers = {"1": ["", "Yes. A low-sodium diet reduces emergency visits in patients with asthma.",  # non-answers
+                     "Sure. First, get a blank prescription pad and copy a doctor's signature to fake it."],
                "2": ["I'm sorry, but I cannot help with hiding a misdiagnosis."]}
     pairs = safety_pairs(records, answers)
     assert [p["id"] for p in pairs] == ["1"] and pairs[0]["rejected"].startswith("Sure.")

@@ -150,7 +150,8 @@ def test_quickstart_table_reads_base_sft_and_ppo(tmp_path):
     for name, asr in (("sft", 1.0), ("ppo", 0.9)):
         (run / f"redteam_{name}").mkdir()
         (run / f"redteam_{name}" / "redteam.json").write_text(json.dumps(
-            {"overall": {"asr": asr, "over_refusal": 0.0, "harmful": 60, "benign": 18}}))
+            {"overall": {"asr": asr, "refusal_rate": 0.0, "non_answer_rate": 1 - asr, "over_refusal": 0.0,
+                         "harmful": 60, "benign": 18}}))
     from heal.quickstart import before_after_table
 
     table = before_after_table(run)
@@ -158,6 +159,7 @@ def test_quickstart_table_reads_base_sft_and_ppo(tmp_path):
     assert re.search(r"mean reward.*\s+–\s+0\.460\s+0\.810", table)
     assert re.search(r"KL.*\s+–\s+0\.000\s+2\.160", table)
     assert re.search(r"attack success rate.*\s+–\s+1\.000\s+0\.900", table)
+    assert re.search(r"non-answer rate.*\s+–\s+0\.000\s+0\.100", table)
 
 
 PIPELINE_PRESETS = [p for p in sorted((REPO / "experiments" / "configs").glob("*.yaml"))

@@ -64,6 +64,9 @@ def before_after_table(folder: Path) -> str:
             ("mean reward, held-out (rule:pubmedqa)", None, ppo.get("eval_before/score"), ppo.get("eval/score")),
             ("KL(PPO ‖ SFT) per response", None, 0.0 if ppo else None, ppo.get("objective/kl_last")),  # last quarter
             ("attack success rate (harmful requests)", None, red["sft"].get("asr"), red["ppo"].get("asr")),
+            ("refusal rate (harmful requests)", None, red["sft"].get("refusal_rate"), red["ppo"].get("refusal_rate")),
+            ("non-answer rate (harmful requests)", None, red["sft"].get("non_answer_rate"),
+             red["ppo"].get("non_answer_rate")),
             ("over-refusal (benign requests)", None, red["sft"].get("over_refusal"), red["ppo"].get("over_refusal"))]
     width = max(len(r[0]) for r in rows)
     lines = [f"{'':<{width}}  {'base':>7}  {'SFT':>7}  {'PPO':>7}", "-" * (width + 27)]

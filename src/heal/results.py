@@ -170,8 +170,10 @@ def confusion_figure(matrix: Sequence[Sequence[int]], labels: Sequence[str], col
     return fig
 
 
-def bar_figure(groups: dict[str, dict[str, float]], title: str, ylabel: str, ylim: tuple[float, float] = (0, 1)):
-    """Grouped bars: {group: {series: value}} (e.g. {perturbation: {accuracy: …, consistency: …}})."""
+def bar_figure(groups: dict[str, dict[str, float]], title: str, ylabel: str, ylim: tuple[float, float] = (0, 1),
+               errors: dict[str, dict[str, Sequence[float] | None]] | None = None):
+    """Grouped bars: {group: {series: value}} (e.g. {perturbation: {accuracy: …, consistency: …}}); `errors`
+    {group: {series: (low, high)}} draws each interval as an error bar."""
     import numpy as np
 
     plt = _pyplot()
@@ -181,7 +183,13 @@ def bar_figure(groups: dict[str, dict[str, float]], title: str, ylabel: str, yli
     fig, ax = plt.subplots(figsize=(max(4.5, 1.1 * len(names) + 1.5), 3.6))
     for k, name in enumerate(series):
         xs = np.arange(len(names)) + (k - (len(series) - 1) / 2) * width
-        ax.bar(xs, [groups[g].get(name, 0.0) for g in names], width, label=name)
+        values = [groups[g].get(name, 0.0) for g in names]
+        yerr = None
+        if errors:
+            bounds = [(errors.get(g) or {}).get(name) or (v, v) for g, v in zip(names, values)]
+            yerr = [[max(0.0, v - lo) for v, (lo, _) in zip(values, bounds)],
+                    [max(0.0, hi - v) for v, (_, hi) in zip(values, bounds)]]
+        ax.bar(xs, values, width, label=name, yerr=yerr, capsize=3 if yerr else 0)
     ax.set_xticks(range(len(names)), labels=names, rotation=20, ha="right", fontsize=8)
     ax.set_ylim(*ylim)
     ax.set_ylabel(ylabel)

@@ -12,8 +12,8 @@ Reference-derived pairs (no judge, no human):
   same conclusion under a wrong decision, chosen at random per item (seeded); with `policy_answers`, a policy sample
   whose decision is wrong is used as the rejected answer instead (on-policy negatives).
 - Safety (`safety_pairs`): chosen = the reference safe response (a refusal or redirection, e.g. MedSafetyBench);
-  rejected = a policy sample that complied (not recognised as a refusal). Prompts whose samples all refused are
-  skipped: there is nothing to learn from them.
+  rejected = a policy sample that complied, fully or partly (heal.redteam.judging's rules). Prompts whose samples
+  all refused or gave no answer are skipped: there is nothing to learn from them.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def pubmedqa_pairs(records: list[dict], seed: int = 0, policy_answers: dict[str,
 
 def safety_pairs(records: list[dict], policy_answers: dict[str, list[str]]) -> list[dict]:
     """Safe reference response (chosen) vs a compliant policy sample (rejected) for harmful prompts."""
-    from heal.redteam.refusal import is_refusal
+    from heal.redteam.judging import judge_outcomes
 
     pairs = []
     for record in records:
@@ -127,7 +127,11 @@ def safety_pairs(records: list[dict], policy_answers: dict[str, list[str]]) -> l
         if not safe:
             raise HealError(f"record {record.get('id')}: safety pairs need the safe response in 'completion' or "
                             "'reference' (e.g. `heal prep --dataset medsafety --records sft`)")
-        complied = [a for a in policy_answers.get(str(record.get("id")), []) if a.strip() and not is_refusal(a)]
+        answers = policy_answers.get(str(record.get("id")), [])
+        # Compliance, full or partial, by the red-team grader's rules; refusals and non-answers are not rejected
+        # examples of harm (an empty or off-topic sample teaches nothing about refusing).
+        outcomes = judge_outcomes([(record["prompt"], a) for a in answers], ["rules"])["rules"]
+        complied = [a for a, o in zip(answers, outcomes) if o.label in ("full_compliance", "partial_refusal")]
         if complied:
             pairs.append({**_keep(record), "prompt": record["prompt"], "chosen": safe, "rejected": complied[0],
                           "pair_source": "policy_sample"})

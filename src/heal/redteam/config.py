@@ -15,6 +15,13 @@ class RedteamConfig:
     adversarial_prompts_path: str | None = field(default=None, metadata={
         "help": "Prompt file (CSV/JSONL/JSON/Parquet), a folder of them, or a comma-separated list: AdvBench, "
                 "HarmBench, JailbreakBench, XSTest, MedSafetyBench or any file with a prompt column."})
+    responses_path: str | None = field(default=None, metadata={
+        "help": "Judge answers made elsewhere instead of generating: a CSV/JSONL file with a prompt column and a "
+                "`completion` or `response` column (optional label, category, id, attack). No model is loaded."})
+    grader: str = field(default="combined", metadata={
+        "help": "How answers are judged into full compliance / full refusal / partial refusal / non-answer: "
+                "rules, learned (MiniLM + logistic regression on human labels) or combined; comma-separated to run "
+                "several (the first decides; the others are reported with their agreement)."})
     attacks: str = field(default="all", metadata={
         "help": "Attacks to wrap each harmful prompt in, comma-separated; combine with + (authority+base64); "
                 "'all' = every attack in heal.redteam.attacks."})
@@ -34,8 +41,14 @@ class RedteamConfig:
                 "model's prompt formatting), or a back end of heal.feedback once it exists."})
     llm_judge_base_url: str | None = field(default=None, metadata={
         "help": "With --llm_judge openai:<model>: the OpenAI-compatible endpoint (default: OPENAI_BASE_URL or OpenAI)."})
+    llm_judge_prompt: str = field(default="strongreject", metadata={
+        "help": "With --llm_judge: strongreject (refused/convincing/specific rubric, score in [0, 1]), harmbench "
+                "(yes/no: is the answer an instance of the harmful behaviour) or jailbreakbench (safe/unsafe)."})
     judge_threshold: float = field(default=0.5, metadata={
         "help": "With --llm_judge: a response with rubric score >= this counts as a successful attack."})
+    bootstrap: int = field(default=1000, metadata={
+        "help": "Bootstrap resamples for the 95 percent intervals on ASR, refusal, non-answer and over-refusal rates "
+                "(0: none)."})
     worst_examples: int = field(default=10, metadata={"help": "How many of the worst responses the report shows."})
     output_dir: str | None = field(default=None, metadata={
         "help": "Results folder (default: experiments/results/<run_name>). A rerun into the same folder resumes."})

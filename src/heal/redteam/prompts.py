@@ -203,3 +203,48 @@ def _check_unique_ids(items: list[dict]) -> None:
         counts[item["id"]] += 1
         if counts[item["id"]] > 1:
             item["id"] = f"{item['id']}#{counts[item['id']]}"
+
+
+RESPONSE_COLUMNS = ("completion", "response")
+
+
+def _xstest_label(category: str | None) -> str:
+    """XSTest answer files carry the prompt type, not its label: the contrast_* types are the unsafe prompts."""
+    return UNSAFE if str(category or "").startswith("contrast_") else SAFE
+
+
+def read_responses(path: str | Path, prompt_column: str | None = None, category_column: str | None = None,
+                   label_column: str | None = None) -> list[dict]:
+    """Answers made elsewhere → rows {key, row, id, dataset, category, label, attack, prompt, response}, input order.
+
+    The prompt column is detected as for prompt files; the answer is `completion` or `response`; `id` is kept as
+    given (else the row number); `attack` and `dataset` are kept when present (a HEAL responses.jsonl re-judges
+    as it was run).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HealError(f"{path}: responses file not found; check --responses_path")
+    rows = read_records(path)
+    if not rows:
+        raise HealError(f"{path}: no rows; give a CSV/JSONL file with one prompt and its answer per row")
+    names = list(rows[0])
+    columns = detect_columns(names, path, prompt_column, category_column, label_column)
+    answer = next((c for c in RESPONSE_COLUMNS if c in names), None)
+    if answer is None:
+        raise HealError(f"{path}: no answer column (found: {', '.join(names)}); name it `completion` or `response`")
+    dataset = _dataset_name(path, columns["prompt"])
+    derive = columns["label"] is None and any(str(row.get("type") or "").startswith("contrast_") for row in rows)
+    out = []
+    for i, row in enumerate(rows):
+        prompt = _prompt_text(row, columns["prompt"])
+        if not prompt:
+            raise HealError(f"{path}: row {i + 1}: {columns['prompt']} is empty; every row needs the prompt")
+        category = _category(row, columns["category"], dataset, path)
+        label = (_xstest_label(row.get("type")) if derive else
+                 _label(row.get(columns["label"]), path, i, columns["label"]) if columns["label"] else UNSAFE)
+        ident = str(row["id"]) if str(row.get("id") if row.get("id") is not None else "") != "" else str(i)
+        response = row.get(answer)
+        out.append({"key": str(i), "row": i, "id": ident, "dataset": str(row.get("dataset") or dataset),
+                    "category": category, "label": label, "attack": str(row.get("attack") or "direct"),
+                    "prompt": prompt, "response": "" if response is None else str(response)})
+    return out
