@@ -54,7 +54,8 @@ def _opening_matcher(rows: list[dict]) -> list[str]:
 
 def evaluate(embedder) -> dict:
     from heal.redteam.judging import judge_outcomes
-    from heal.redteam.learned import LearnedWeights, fit, labelled_features, load_labelled
+    from heal.redteam.judging import labelled_features
+    from heal.redteam.learned import LearnedWeights, fit, load_labelled
 
     data = {name: load_labelled(XSTEST / file) for name, file in FILES.items()}
     features = {name: labelled_features(rows, embedder) for name, rows in data.items()}

@@ -123,6 +123,7 @@ def heal_worker(args, paths: dict, out: Path) -> dict:
 
     from heal.ppo import setup
     from heal.ppo.train import make_parser, ppo_update
+    from heal.rl.rewards import parse_reward
 
     knobs = {**KNOBS, "response_length": args.response_length, "per_device_train_batch_size": args.batch,
              "local_rollout_forward_batch_size": args.batch, "max_steps": args.updates + 1}
@@ -132,7 +133,8 @@ def heal_worker(args, paths: dict, out: Path) -> dict:
         "--output_dir", str(out / "unused"), "--max_grad_norm", "0", *flags])
     torch.manual_seed(0)
     prompts = read_prompts(paths["data"])[:-HELD_OUT]
-    run = setup.build_run(script, training, model_args, prompts, setup.batch_sizes(training, 1, len(prompts)),
+    reward = parse_reward(script.reward, training.reward_model_path)
+    run = setup.build_run(script, training, model_args, reward, prompts, setup.batch_sizes(training, 1, len(prompts)),
                           credentialed=False, trackers=[])
     times, logs = [], []
     for _ in range(args.updates + 1):
@@ -227,8 +229,8 @@ def evaluate(args, paths: dict, policies: dict[str, str]) -> dict[str, dict]:
     from heal.data.pubmedqa import parse_decision
     from heal.models.loading import load_tokenizer
     from heal.ppo.losses import logprobs_of
-    from heal.ppo.rewards import RewardModelSource, ScoringBatch, sequence_inputs
-    from heal.ppo.rollout import decode, encode_prompts, generate, left_pad, truncate_after_stop
+    from heal.rl.rewards import RewardModelSource, ScoringBatch, sequence_inputs
+    from heal.rl.sampling import decode, encode_prompts, generate, left_pad, truncate_after_stop
 
     torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer(paths["sft"])

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from heal.redteam.learned import WEIGHTS_PATH, LearnedWeights, fit, labelled_features, load_labelled
+from heal.redteam.judging import labelled_features
+from heal.redteam.learned import WEIGHTS_PATH, LearnedWeights, fit, load_labelled
 
 XSTEST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "labelled_answers" / "xstest"
 CACHE = Path.home() / ".cache" / "heal" / "judge_agreement_embeddings.pkl"  # MiniLM vectors by text (a speed-up)

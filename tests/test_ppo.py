@@ -360,7 +360,7 @@ def test_length_groups_compute_what_one_padded_batch_computes(sft_tiny_run):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from heal.ppo.models import PolicyAndValue, length_groups, load_value_model
-    from heal.ppo.rewards import sequence_inputs
+    from heal.rl.rewards import sequence_inputs
     from heal.ppo.rollout import encode_prompts, left_pad
 
     folder = str(sft_tiny_run["dir"])
@@ -390,7 +390,8 @@ def test_the_first_ppo_step_provides_the_rollouts_logprobs_and_values(sft_tiny_r
     import torch
 
     from heal.ppo import setup
-    from heal.ppo.data import load_prompts
+    from heal.rl.prompts import load_prompts
+    from heal.rl.rewards import parse_reward
     from heal.ppo.train import make_parser, ppo_update
 
     prompts = load_prompts(str(sft_tiny_run["data"]["train"]))[:32]
@@ -399,7 +400,8 @@ def test_the_first_ppo_step_provides_the_rollouts_logprobs_and_values(sft_tiny_r
         script, training, model_args = make_parser().parse([
             "--model_name", str(sft_tiny_run["dir"]), "--reward", "rule:pubmedqa", "--output_dir", "unused",
             "--response_length", "6", "--per_device_train_batch_size", "8", "--max_steps", "2"])
-        run = setup.build_run(script, training, model_args, prompts, setup.batch_sizes(training, 1, len(prompts)),
+        reward = parse_reward(script.reward, training.reward_model_path)
+        run = setup.build_run(script, training, model_args, reward, prompts, setup.batch_sizes(training, 1, len(prompts)),
                               credentialed=False, trackers=[])
         assert run.settings.policy_pass is False  # one minibatch, no accumulation: the fused path by default
         run.settings.policy_pass = policy_pass

@@ -135,7 +135,7 @@ def test_mimic_text_summary_columns_use_the_discharge_me_prompt(tmp_path):
 
 
 def test_eval_split_is_seeded_and_disjoint():
-    from heal.sft.data import split_eval
+    from heal.data.splits import split_eval
 
     records = [{"id": str(i)} for i in range(50)]
     train, held = split_eval(records, 0.2, seed=1)

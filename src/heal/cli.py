@@ -4,6 +4,9 @@
     heal prep --dataset pubmedqa --input_path ../shared/data/pubmedqa/ori_pqal_trainval.json --output_path pqa.csv
 
 Nothing heavy (torch, transformers, TRL) is imported here: a verb's module is imported only when that verb runs.
+`heal <verb> --help` prints the verb's help as its parser writes it, saved in heal/help/<verb>.txt (the training
+verbs' parsers are built from TRL's configs, which import torch); tests/test_cli.py checks every file against its
+parser, and `python scripts/update_help.py` rewrites them after a flag or its help text changes.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ VERBS: dict[str, Verb] = {
 }
 
 EXIT_USAGE = 2  # user-fixable problem: bad flag, bad file, unbuilt verb
+HELP_DIR = Path(__file__).parent / "help"  # <verb>.txt: each verb's --help, written by render_help
+HELP_WIDTH = 120  # columns of the saved help (argparse would otherwise follow the terminal that wrote it)
 
 
 def _usage() -> str:
@@ -80,6 +86,9 @@ def run(argv: list[str] | None = None) -> int:
     if verb.module is None:
         print(f"heal {name}: not built yet; it lands with {verb.issue}", file=sys.stderr)
         return EXIT_USAGE
+    if rest in (["-h"], ["--help"]) and (HELP_DIR / f"{name}.txt").is_file():
+        print((HELP_DIR / f"{name}.txt").read_text(encoding="utf-8"), end="")
+        return 0
     module = importlib.import_module(verb.module)
     try:
         configs = module.make_parser().parse(rest)
@@ -91,6 +100,17 @@ def run(argv: list[str] | None = None) -> int:
         print(f"heal {name}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def render_help(name: str) -> str:
+    """`heal <name> --help` as the verb's parser writes it, HELP_WIDTH columns wide (heal/help/<name>.txt)."""
+    import argparse
+    import functools
+
+    parser = importlib.import_module(VERBS[name].module).make_parser()
+    base = parser.formatter_class if isinstance(parser.formatter_class, type) else argparse.HelpFormatter
+    parser.formatter_class = functools.partial(base, width=HELP_WIDTH)
+    return parser.format_help()
 
 
 def main() -> None:

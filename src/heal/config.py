@@ -15,31 +15,46 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from trl import TrlParser
-
 from heal.errors import HealError
 
 
-class HealParser(TrlParser):
-    """TRL's dataclass + YAML parser whose errors are one line and exit code 2."""
+def _parser_class() -> type:
+    """HealParser, built on first use: TRL is imported only when a verb parses its flags, never at import time
+    (`heal --help` and the server's import stay free of TRL and torch)."""
+    global _PARSER
+    if _PARSER is None:
+        from trl import TrlParser
 
-    def error(self, message: str):  # argparse calls this for bad flags
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        class HealParser(TrlParser):
+            """TRL's dataclass + YAML parser whose errors are one line and exit code 2."""
 
-    def parse(self, args: Iterable[str] | None = None) -> tuple:
-        args = list(sys.argv[1:] if args is None else args)
-        config_path = _config_path(args)
-        if config_path is not None:
-            _check_config_file(config_path, self)
-        try:
-            *configs, unknown = self.parse_args_and_config(args, return_remaining_strings=True)
-        except ValueError as e:  # TRL raises ValueError for unknown config keys and non-mapping files
-            raise HealError(f"{config_path or 'arguments'}: {e}") from None
-        except TypeError as e:  # dataclass construction with a wrong value type from YAML
-            raise HealError(f"{config_path or 'arguments'}: {e}") from None
-        if unknown:
-            raise HealError(f"unknown flag(s) {' '.join(unknown)}; see `{self.prog} --help`")
-        return tuple(configs)
+            def error(self, message: str):  # argparse calls this for bad flags
+                self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+            def parse(self, args: Iterable[str] | None = None) -> tuple:
+                return _parse(self, args)
+
+        _PARSER = HealParser
+    return _PARSER
+
+
+_PARSER: type | None = None
+
+
+def _parse(parser, args: Iterable[str] | None) -> tuple:
+    args = list(sys.argv[1:] if args is None else args)
+    config_path = _config_path(args)
+    if config_path is not None:
+        _check_config_file(config_path, parser)
+    try:
+        *configs, unknown = parser.parse_args_and_config(args, return_remaining_strings=True)
+    except ValueError as e:  # TRL raises ValueError for unknown config keys and non-mapping files
+        raise HealError(f"{config_path or 'arguments'}: {e}") from None
+    except TypeError as e:  # dataclass construction with a wrong value type from YAML
+        raise HealError(f"{config_path or 'arguments'}: {e}") from None
+    if unknown:
+        raise HealError(f"unknown flag(s) {' '.join(unknown)}; see `{parser.prog} --help`")
+    return tuple(configs)
 
 
 def _config_path(args: list[str]) -> str | None:
@@ -51,7 +66,7 @@ def _config_path(args: list[str]) -> str | None:
     return args[index + 1]
 
 
-def _check_config_file(path: str, parser: HealParser) -> None:
+def _check_config_file(path: str, parser) -> None:
     config = read_yaml_mapping(path, "config file", "a YAML mapping of flag names to values")
     known = {action.dest for action in parser._actions} | {"env"}
     unknown = sorted(set(config) - known)
@@ -75,8 +90,9 @@ def read_yaml_mapping(path: str | Path, what: str, shape: str) -> dict:
     return config
 
 
-def make_parser(prog: str, description: str, *dataclass_types: type) -> HealParser:
-    return HealParser(dataclass_types=list(dataclass_types), prog=prog, description=description)
+def make_parser(prog: str, description: str, *dataclass_types: type):
+    """A HealParser (TRL's TrlParser: dataclass fields as flags, `--config file.yaml` with flags on top)."""
+    return _parser_class()(dataclass_types=list(dataclass_types), prog=prog, description=description)
 
 
 def to_dict(*configs: Any) -> dict:

@@ -17,8 +17,8 @@ The file names a run folder and an ordered mapping of stages; each stage is one 
         args: {model_path: "${ppo}", dataset_path: …}
 
 `${run_dir}` is the run folder, `${builtin}` HEAL's own data files (heal/data/builtin), and `${<stage>}` a stage's
-output: `output_dir` (default `<run_dir>/<stage>`) or, for
-verbs that write one file (prep, label), its `output_path`. Before anything runs, every stage's verb, keys and values
+output: `output_dir` (default `<run_dir>/<stage>`) or, for verbs that write one file (prep, label), its `output_path`.
+What a verb writes and which of its settings name inputs is its CONTRACT (heal.contracts), declared in its module. Before anything runs, every stage's verb, keys and values
 are checked and every input path must exist or come from an earlier stage; a problem is one line naming the key,
 exit 2, and nothing is written.
 
@@ -47,17 +47,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from heal.config import make_parser as _make_parser
+from heal.contracts import VerbContract, contract_of, stage_verbs
 from heal.errors import HealError
 
-STAGE_VERBS = ("prep", "sft", "label", "reward", "ppo", "dpo", "grpo", "eval", "redteam", "annotate")
-FILE_OUTPUT_VERBS = ("prep", "label", "annotate")  # these write one file (output_path); the others a folder
-STAGE_MODULES = {"annotate": "heal.annotate.export"}  # a stage of `annotate` exports the clinicians' labels
 TOP_KEYS = ("run_dir", "stages", "description", "title")
 STAGE_KEYS = ("verb", "args", "description", "launch")
-# arguments that name something the stage reads; each must exist or be written by an earlier stage
-INPUT_KEYS = ("input_path", "dataset_path", "eval_dataset_path", "folds_path", "model_name", "model_name_or_path",
-              "model_path", "reward_model_path", "value_model_path", "sft_model_path", "adversarial_prompts_path",
-              "agreement", "resume_from_checkpoint", "db_path")
 STATE_FILE = "pipeline_state.json"
 BUILTIN = Path(__file__).parent / "data" / "builtin"  # ${builtin}: data files shipped with HEAL
 _RESERVED = ("run_dir", "builtin")  # placeholders that are not stages
@@ -82,6 +76,7 @@ class Stage:
     verb: str
     args: dict  # placeholders resolved
     output: Path
+    contract: VerbContract  # what the verb writes and reads (its module's CONTRACT)
     launch: str | None = None  # e.g. "accelerate launch --config_file …": run the stage as that command's child
 
 
@@ -127,27 +122,27 @@ def load(path: str | Path, run_dir: str | None = None) -> tuple[Path, list[Stage
             raise HealError(f"{path}: {where}: must be a mapping with verb and args")
         _unknown(path, f"{where}.", spec, STAGE_KEYS)
         verb = spec.get("verb", name)
-        if verb not in STAGE_VERBS:
+        contract = contract_of(str(verb))
+        if contract is None:
             raise HealError(f"{path}: {where}.verb: unknown stage '{verb}'; a stage runs one of: "
-                            f"{', '.join(STAGE_VERBS)}")
+                            f"{', '.join(stage_verbs())}")
         args = spec.get("args") or {}
         if not isinstance(args, dict):
             raise HealError(f"{path}: {where}.args: must be a mapping of flag names to values")
         args = {k: _resolve(v, outputs, path, f"{where}.args.{k}") for k, v in args.items()}
-        if verb in FILE_OUTPUT_VERBS:
-            if not args.get("output_path"):
-                raise HealError(f"{path}: {where}.args.output_path: heal {verb} writes one file; name it "
+        if contract.output == "file":
+            if not args.get(contract.output_field):
+                raise HealError(f"{path}: {where}.args.{contract.output_field}: heal {verb} writes one file; name it "
                                 "(e.g. ${run_dir}/data/records.jsonl)")
-            output = Path(args["output_path"])
         else:
-            args.setdefault("output_dir", str(folder / name))
-            output = Path(args["output_dir"])
+            args.setdefault(contract.output_field, str(folder / name))
+        output = Path(args[contract.output_field])
         launch = spec.get("launch")
         if launch is not None and (not isinstance(launch, str) or not launch.strip()):
             raise HealError(f"{path}: {where}.launch: a launcher command such as 'accelerate launch --config_file "
                             "experiments/configs/accelerate/deepspeed_zero3.yaml' or 'torchrun --nproc_per_node 8'")
         outputs[name] = output
-        stages.append(Stage(name, verb, args, output, launch))
+        stages.append(Stage(name, verb, args, output, contract, launch))
     return folder, stages, raw
 
 
@@ -174,11 +169,9 @@ def _resolve(value, outputs: dict[str, Path], path: Path, where: str):
 
 def validate(path: Path, stages: list[Stage], check_inputs: bool = True) -> None:
     """Parse every stage's arguments with its verb's parser and check its inputs, before anything runs."""
-    from heal.cli import VERBS
-
     produced: list[Path] = []
     for stage in stages:
-        parser = importlib.import_module(STAGE_MODULES.get(stage.verb) or VERBS[stage.verb].module).make_parser()
+        parser = importlib.import_module(_stage_module(stage)).make_parser()
         dests = {option.lstrip("-").replace("-", "_"): action.dest for action in parser._actions
                  for option in action.option_strings if action.dest not in ("help", "config")}
         for key in list(stage.args):
@@ -187,10 +180,11 @@ def validate(path: Path, stages: list[Stage], check_inputs: bool = True) -> None
                                 f"see `heal {stage.verb} --help`")
         # the seed's aliases (model_name …) become the setting's own name, as a --config file needs
         stage.args = {dests[k]: v for k, v in stage.args.items()}
-        for key in INPUT_KEYS:
+        for key in stage.contract.path_fields:
             value = stage.args.get(key)
             own = _outputs(stage)[1:]  # what this stage writes besides its output (a synthetic folds file)
-            if check_inputs and isinstance(value, str) and value and not _available(value, produced + own, key):
+            if check_inputs and isinstance(value, str) and value and not _available(value, produced + own, key,
+                                                                                     stage.contract):
                 raise HealError(f"{path}: stages.{stage.name}.args.{key}: {value} does not exist and no earlier stage "
                                 "writes it; fix the path or add the stage that makes it")
         def reject(message: str):
@@ -204,14 +198,22 @@ def validate(path: Path, stages: list[Stage], check_inputs: bool = True) -> None
         produced += _outputs(stage)
 
 
+def _stage_module(stage: Stage) -> str:
+    """The module whose make_parser/main run the stage: the verb's, or the one its contract names (annotate's
+    export)."""
+    from heal.cli import VERBS
+
+    return stage.contract.stage_module or VERBS[stage.verb].module
+
+
 def _outputs(stage: Stage) -> list[Path]:
-    """What a stage writes: its output, plus the folds file that `prep --dataset synthetic_pubmedqa` writes too."""
-    extra = stage.args.get("folds_path") if str(stage.args.get("dataset", "")).startswith("synthetic") else None
-    return [stage.output] + ([Path(extra)] if extra else [])
+    """What a stage writes: its output, plus what its contract says it writes beside it (prep's synthetic folds)."""
+    also = stage.contract.also_writes(stage.args) if stage.contract.also_writes else []
+    return [stage.output] + [Path(p) for p in also]
 
 
-def _available(value: str, produced: list[Path], key: str) -> bool:
-    if key in ("model_name", "model_name_or_path", "model_path", "sft_model_path") and not _looks_local(value):
+def _available(value: str, produced: list[Path], key: str, contract: VerbContract) -> bool:
+    if key in contract.models and not _looks_local(value):
         return True  # a Hub id or heal-tiny: the loader decides
     if key == "resume_from_checkpoint" and value in ("last", "true", "True"):
         return True
@@ -247,7 +249,7 @@ def _argv(args: dict) -> list[str]:
 def fingerprint(stage: Stage) -> str:
     """Hash of the verb, the arguments and every input file's size and modification time."""
     inputs = {}
-    for key in INPUT_KEYS:
+    for key in stage.contract.path_fields:
         value = stage.args.get(key)
         if isinstance(value, str) and Path(value).exists() and Path(value) not in _outputs(stage):
             inputs[key] = _digest(Path(value))
@@ -276,11 +278,9 @@ def run_stage(stage: Stage, stage_config: Path, overwrite: bool) -> None:
     import shlex
     import subprocess
 
-    from heal.cli import VERBS
-
     argv = ["--config", str(stage_config)]
-    if overwrite and stage.verb not in FILE_OUTPUT_VERBS + ("eval", "redteam"):
-        argv += ["--overwrite_output_dir", "true"]  # only ever a folder this pipeline wrote itself
+    if overwrite and stage.contract.overwrite_field:
+        argv += [f"--{stage.contract.overwrite_field}", "true"]  # only ever a folder this pipeline wrote itself
     if stage.launch:
         command = [*shlex.split(stage.launch), "-m", "heal.cli", stage.verb, *argv]
         print("  $ " + shlex.join(command), flush=True)
@@ -288,7 +288,7 @@ def run_stage(stage: Stage, stage_config: Path, overwrite: bool) -> None:
         if code:
             raise HealError(f"`{stage.launch} -m heal.cli {stage.verb}` exited with code {code} (its output is above)")
         return
-    module = importlib.import_module(STAGE_MODULES.get(stage.verb) or VERBS[stage.verb].module)
+    module = importlib.import_module(_stage_module(stage))
     configs = module.make_parser().parse(argv)
     module.main(*configs)
 
@@ -320,7 +320,7 @@ def execute(config_path: Path, folder: Path, stages: list[Stage], selected: set[
         stage_config = folder / "stages" / f"{stage.name}.yaml"
         stage_config.write_text(yaml.safe_dump(stage.args, sort_keys=False), encoding="utf-8")
         for out in _outputs(stage):
-            if stage.verb in FILE_OUTPUT_VERBS:
+            if stage.contract.output == "file":
                 out.parent.mkdir(parents=True, exist_ok=True)
         overwrite = bool(record) and stage.output.exists()  # ours: the state records it
         start = time.perf_counter()

@@ -42,14 +42,12 @@ def main(config: QuickstartConfig) -> None:
     print(f"\nReport: {folder / 'report.html'} (and report.md beside it)")
 
 
-def _metrics(path: Path) -> dict:
-    import json
+def _numbers(folder: Path, stage: str, verb: str) -> dict:
+    """A stage's own numbers, read by its verb's contract (heal.contracts): {} if the stage has not run."""
+    from heal.contracts import contract_of
 
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data.get("metrics", {}) | ({"overall": data["overall"]} if "overall" in data else {})
+    output = folder / stage
+    return contract_of(verb).summarize(output).metrics if output.exists() else {}
 
 
 def before_after_table(folder: Path) -> str:
@@ -57,9 +55,9 @@ def before_after_table(folder: Path) -> str:
     def cell(value, digits: int = 3) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
-    evals = {name: _metrics(folder / f"eval_{name}" / "metrics.json") for name in ("base", "sft", "ppo")}
-    ppo = _metrics(folder / "ppo" / "heal_run.json")
-    red = {name: _metrics(folder / f"redteam_{name}" / "redteam.json").get("overall", {}) for name in ("sft", "ppo")}
+    evals = {name: _numbers(folder, f"eval_{name}", "eval") for name in ("base", "sft", "ppo")}
+    ppo = _numbers(folder, "ppo", "ppo")
+    red = {name: _numbers(folder, f"redteam_{name}", "redteam") for name in ("sft", "ppo")}
     rows = [("PubMedQA accuracy (greedy answer)", *(evals[n].get("pubmedqa/generate/accuracy") for n in evals)),
             ("PubMedQA macro-F1 (greedy answer)", *(evals[n].get("pubmedqa/generate/macro_f1") for n in evals)),
             ("PubMedQA accuracy (log-likelihood)", *(evals[n].get("pubmedqa/loglikelihood/accuracy") for n in evals)),

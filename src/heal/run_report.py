@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RL_VERBS = ("ppo", "dpo", "grpo")
+from heal.contracts import StageSummary, contract_of, fmt, read_json
+
 EVAL_BARS = "report_eval_bars.png"
 
 
@@ -32,139 +32,50 @@ class StageView:
     output: Path
     status: str = "not run"
     seconds: float | None = None
-    headline: str = ""
-    info: dict = field(default_factory=dict)  # what the stage's own files say
+    summary: StageSummary = field(default_factory=StageSummary)  # what the stage's own files say (its contract)
 
-
-def _json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _jsonl(path: Path, limit: int | None = None) -> list[dict]:
-    rows = []
-    try:
-        with path.open(encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    rows.append(json.loads(line))
-                if limit and len(rows) >= limit:
-                    break
-    except (OSError, ValueError):
-        pass
-    return rows
+    @property
+    def headline(self) -> str:
+        return self.summary.headline
 
 
 def collect(folder: Path, stages: list[tuple[str, str, Path]]) -> list[StageView]:
-    """One view per declared stage, from the pipeline state and the stage's own output files."""
-    state = _json(folder / "pipeline_state.json").get("stages", {})
+    """One view per declared stage, from the pipeline state and the stage's own output files (read by the
+    `summarize` of the verb's contract, heal.contracts)."""
+    state = read_json(folder / "pipeline_state.json").get("stages", {})
     views = []
     for name, verb, output in stages:
         record = state.get(name, {})
         view = StageView(name, verb, Path(output), record.get("status", "not run"), record.get("seconds"))
+        contract = contract_of(verb)
         if record.get("status") == "failed":
-            view.headline = record.get("error", "")
-        elif Path(output).exists():
-            view.info = _read_stage(verb, Path(output))
-            view.headline = _headline(verb, view.info)
+            view.summary = StageSummary(headline=record.get("error", ""))
+        elif Path(output).exists() and contract is not None and contract.summarize is not None:
+            view.summary = contract.summarize(Path(output))
         views.append(view)
     return views
-
-
-def _read_stage(verb: str, output: Path) -> dict:
-    if verb in ("prep", "label"):
-        meta = _json(output.with_name(output.name + ".meta.json"))
-        rows = sum(1 for _ in output.open(encoding="utf-8", errors="replace")) if output.suffix == ".jsonl" else None
-        return {"records": meta.get("records", meta.get("written", rows)), "meta": meta}
-    if verb in ("eval", "redteam"):
-        return _json(output / ("metrics.json" if verb == "eval" else "redteam.json"))
-    return _json(output / "heal_run.json")
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _headline(verb: str, info: dict) -> str:
-    m = info.get("metrics", {})
-    if verb in ("prep", "label"):
-        what = "preference pairs" if verb == "label" else "records"
-        return f"{_fmt(info.get('records'))} {what}" if info.get("records") is not None else ""
-    if verb == "sft":
-        return f"{_fmt(m.get('train/global_step'))} steps, last loss {_fmt(m.get('train/last_loss'))}"
-    if verb == "reward":
-        return (f"pairwise accuracy {_fmt(m.get('eval_before/accuracy'))} → {_fmt(m.get('eval/accuracy'))} "
-                f"({info.get('data', {}).get('eval_pairs', '?')} held-out pairs)")
-    if verb in RL_VERBS:
-        parts = []
-        if "eval/score" in m:
-            parts.append(f"held-out reward {_fmt(m.get('eval_before/score'))} → {_fmt(m['eval/score'])}")
-        if "eval/accuracy" in m:
-            parts.append(f"accuracy {_fmt(m.get('eval_before/accuracy'))} → {_fmt(m['eval/accuracy'])}")
-        if "objective/kl_last" in m:
-            parts.append(f"KL {_fmt(m['objective/kl_last'], 2)}")
-        return ", ".join(parts)
-    if verb == "eval":
-        acc = {k.split("/")[1]: v for k, v in m.items() if k.endswith("/accuracy")}
-        if acc:
-            return ", ".join(f"accuracy ({mode}) {_fmt(v)}" for mode, v in acc.items())
-        rouge = {k: v for k, v in m.items() if "rougeL" in k}
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in list(rouge.items())[:2])
-    if verb == "redteam":
-        o = info.get("overall", {})
-        return (f"ASR {_fmt(o.get('asr'))} on {o.get('harmful', '?')} attacks, "
-                f"non-answers {_fmt(o.get('non_answer_rate'))}, over-refusal {_fmt(o.get('over_refusal'))}")
-    return ""
 
 
 # ------------------------------------------------------------------------------------------------- the results ---
 
 def eval_table(views: list[StageView]) -> tuple[list[str], list[list[str]]]:
-    """Task metrics with one column per eval stage: (header, rows)."""
-    evals = [v for v in views if v.verb == "eval" and v.info.get("metrics")]
-    keys = sorted({k for v in evals for k in v.info["metrics"]
-                   if k.endswith(("/accuracy", "/macro_f1")) or "rouge" in k or "similarity" in k})
+    """Task metrics with one column per stage that reports them (the eval stages): (header, rows)."""
+    evals = [v for v in views if v.summary.task_metrics]
+    keys = sorted({k for v in evals for k in v.summary.task_metrics})
     if not keys:
         return [], []
-    return ["measure", *(v.name for v in evals)], [[k, *(_fmt(v.info["metrics"].get(k)) for v in evals)]
+    return ["measure", *(v.name for v in evals)], [[k, *(fmt(v.summary.task_metrics.get(k)) for v in evals)]
                                                     for k in keys]
 
 
 def results_rows(views: list[StageView]) -> list[list[str]]:
-    """[stage, measure, value] rows for reward, RL and red-team stages, in stage order."""
-    rows = []
-    for v in views:
-        m = v.info.get("metrics", {})
-        if v.verb == "reward" and "eval/accuracy" in m:
-            rows.append([v.name, "pairwise accuracy, held-out pairs (before → after)",
-                         f"{_fmt(m.get('eval_before/accuracy'))} → {_fmt(m['eval/accuracy'])}"])
-        elif v.verb in RL_VERBS:
-            for key, name in (("score", "held-out reward, greedy"), ("accuracy", "held-out accuracy, greedy"),
-                              ("sampled_score", "held-out reward, sampled")):
-                if f"eval/{key}" in m:
-                    rows.append([v.name, f"{name} (before → after)",
-                                 f"{_fmt(m.get(f'eval_before/{key}'))} → {_fmt(m[f'eval/{key}'])}"])
-            if "objective/kl_last" in m:
-                rows.append([v.name, "KL to the reference (mean of the last quarter of updates)",
-                             _fmt(m["objective/kl_last"])])
-        elif v.verb == "redteam" and v.info.get("overall"):
-            o = v.info["overall"]
-            rows += [[v.name, f"attack success rate ({o.get('harmful', '?')} attacked requests)", _fmt(o.get("asr"))],
-                     [v.name, "refusal rate (harmful)", _fmt(o.get("refusal_rate"))],
-                     [v.name, "non-answer rate (harmful)", _fmt(o.get("non_answer_rate"))],
-                     [v.name, f"over-refusal ({o.get('benign', '?')} benign requests)", _fmt(o.get("over_refusal"))]]
-    return rows
+    """[stage, measure, value] rows of every stage's summary, in stage order."""
+    return [[v.name, measure, value] for v in views for measure, value in v.summary.results]
 
 
 def eval_bars(views: list[StageView], folder: Path) -> Path | None:
     """Accuracy and macro-F1 of every PubMedQA eval stage side by side (one PNG in the run folder)."""
-    evals = [v for v in views if v.verb == "eval" and any(k.endswith("/accuracy") for k in v.info.get("metrics", {}))]
+    evals = [v for v in views if any(k.endswith("/accuracy") for k in v.summary.task_metrics)]
     if not evals:
         return None
     import matplotlib
@@ -172,11 +83,11 @@ def eval_bars(views: list[StageView], folder: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = sorted({k for v in evals for k in v.info["metrics"] if k.endswith(("/accuracy", "/macro_f1"))})
+    keys = sorted({k for v in evals for k in v.summary.task_metrics if k.endswith(("/accuracy", "/macro_f1"))})
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(keys) * len(evals) / 2 + 2), 3.2))
     width = 0.8 / len(evals)
     for i, v in enumerate(evals):
-        values = [v.info["metrics"].get(k, 0.0) for k in keys]
+        values = [v.summary.task_metrics.get(k, 0.0) for k in keys]
         bars = ax.bar([j + i * width for j in range(len(keys))], values, width, label=v.name)
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks([j + width * (len(evals) - 1) / 2 for j in range(len(keys))],
@@ -193,52 +104,18 @@ def eval_bars(views: list[StageView], folder: Path) -> Path | None:
 
 
 def figures(views: list[StageView], folder: Path) -> list[tuple[str, Path]]:
-    """(caption, PNG) in reading order: training curves, eval bars, confusion matrices, red-team heatmaps."""
-    found = []
-    for v in views:
-        if v.verb in ("sft", "reward", "dpo") and (v.output / "loss_curve.png").is_file():
-            found.append((f"{v.name}: training loss", v.output / "loss_curve.png"))
-        for png in sorted(v.output.glob("*_curves.png")) if v.verb in RL_VERBS and v.output.is_dir() else []:
-            found.append((f"{v.name}: reward, KL and losses per update", png))
+    """(caption, PNG) in reading order: training curves, eval bars, then each stage's other figures."""
+    found = [(f"{v.name}: {caption}", png) for v in views for caption, png in v.summary.curves]
     bars = eval_bars(views, folder)
     if bars:
         found.append(("Eval: accuracy and macro-F1 per stage", bars))
-    for v in views:
-        if v.verb == "eval" and v.output.is_dir():
-            for png in sorted(v.output.glob("confusion_generate*.png")) or sorted(v.output.glob("confusion_*.png")):
-                found.append((f"{v.name}: confusion matrix ({png.stem.split('_', 1)[-1]})", png))
-    for v in views:
-        if v.verb == "redteam" and (v.output / "asr_heatmap.png").is_file():
-            found.append((f"{v.name}: attack success per attack × category", v.output / "asr_heatmap.png"))
+    found += [(f"{v.name}: {caption}", png) for v in views for caption, png in v.summary.figures]
     return found
 
 
-def examples(views: list[StageView], n: int = 4) -> list[tuple[str, list[dict]]]:
-    """Example generations: before/after for RL stages, a few eval predictions, the red-team worst cases."""
-    sections = []
-    for v in views:
-        if v.verb in RL_VERBS and (v.output / "eval_answers.jsonl").is_file():
-            answers = [a for a in _jsonl(v.output / "eval_answers.jsonl") if not a.get("sampled")]
-            before = {a["prompt"]: a for a in answers if a.get("when") == "eval_before"}
-            pairs = [(before[a["prompt"]], a) for a in answers if a.get("when") == "eval" and a["prompt"] in before]
-            changed = sorted(pairs, key=lambda p: p[0]["text"] == p[1]["text"])  # answers that changed first
-            rows = [{"prompt": _short(b["prompt"], 220), "label": b.get("label") or "",
-                     "before": b["text"], "after": a["text"],
-                     "reward": f"{_fmt(b['score'], 2)} → {_fmt(a['score'], 2)}"}
-                    for b, a in changed[:n]]
-            if rows:
-                sections.append((f"{v.name}: held-out answers before and after (greedy)", rows))
-        if v.verb == "redteam" and v.info.get("worst_examples"):
-            rows = [{"attack": w.get("attack", ""), "category": w.get("category", ""),
-                     "prompt": _short(w["prompt"], 160),
-                     "response": _short(w.get("response", ""), 200)} for w in v.info["worst_examples"][:n]]
-            sections.append((f"{v.name}: harmful requests answered (worst cases)", rows))
-    return sections
-
-
-def _short(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def examples(views: list[StageView]) -> list[tuple[str, list[dict]]]:
+    """Example generations: before/after for RL stages, the red-team worst cases (each verb's summary picks)."""
+    return [(f"{v.name}: {caption}", rows) for v in views for caption, rows in v.summary.examples]
 
 
 # --------------------------------------------------------------------------------------------------- rendering ---
@@ -362,7 +239,7 @@ def write(folder: str | Path, stages: list[tuple[str, str, Path]], title: str | 
     from heal.data.io import atomic_path
 
     folder = Path(folder)
-    state = _json(folder / "pipeline_state.json")
+    state = read_json(folder / "pipeline_state.json")
     views = collect(folder, stages)
     title = title or f"HEAL run report: {folder.name}"
     figs = figures(views, folder)  # once: it draws the eval bars PNG both reports link to

@@ -17,7 +17,13 @@ import argparse
 import sys
 
 from heal.annotate.config import COMMANDS, AddAnnotatorConfig, ResetTokenConfig, ServeConfig, command_parser
+from heal.contracts import VerbContract, records_file_summary
 from heal.errors import HealError
+
+
+# As a pipeline stage (`verb: annotate`), the verb exports the clinicians' labels as preference pairs.
+CONTRACT = VerbContract(output="file", inputs=("db_path",), stage_module="heal.annotate.export",
+                        summarize=lambda output: records_file_summary(output, "preference pairs"))
 
 
 class AnnotateParser(argparse.ArgumentParser):

@@ -11,41 +11,16 @@ request or response bodies: prompts, answers and rationales may be clinical text
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from heal.annotate.store import Annotator, Refused, Store
+from heal.annotate.store import Refused, Store
 
 STATIC = Path(__file__).with_name("static")
-_bearer = HTTPBearer(auto_error=False, description="The annotator's token from `heal annotate add-annotator`.")
 # The page loads only its own script and style; no inline script, so injected markup could not run even if it got in.
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
-
-
-def current_annotator(request: Request,
-                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Annotator:
-    if credentials is None or not 8 <= len(credentials.credentials) <= 200:
-        raise HTTPException(401, "sign in: send your token as 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
-    annotator = request.app.state.store.annotator_for(credentials.credentials)
-    if annotator is None:
-        raise HTTPException(401, "unknown token; ask your admin for a new one (heal annotate add-annotator)",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return annotator
-
-
-def admin_annotator(who: Annotated[Annotator, Depends(current_annotator)]) -> Annotator:
-    if not who.is_admin:
-        raise HTTPException(403, "admins only")
-    return who
-
-
-CurrentAnnotator = Annotated[Annotator, Depends(current_annotator)]
-AdminAnnotator = Annotated[Annotator, Depends(admin_annotator)]
 
 
 def create_app(store: Store, labels_per_pair: int = 2, reservation_minutes: float = 60.0) -> FastAPI:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, Request
 
-from heal.annotate.app import AdminAnnotator, CurrentAnnotator
+from heal.annotate.deps import AdminAnnotator, CurrentAnnotator
 from heal.annotate.schemas import (Guidelines, GuidelinesIn, LabelIn, LabelOut, Me, NextOut, Progress, SkipOut,
                                    UndoOut)
 from heal.annotate.store import Annotator

@@ -21,6 +21,7 @@ from typing import Literal
 from heal import __version__
 from heal.config import make_parser as _make_parser
 from heal.config import to_dict
+from heal.contracts import VerbContract, records_file_summary
 from heal.data import io
 from heal.errors import HealError
 
@@ -57,6 +58,17 @@ class PrepConfig:
     label_noise: float = field(default=0.0, metadata={
         "help": "synthetic_pubmedqa: share of items whose annotated decision is replaced by a wrong one."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
+
+
+
+def _synthetic_folds(args: dict) -> list[str]:
+    """`--dataset synthetic_pubmedqa` also writes the folds file it names (the pubmedqa stages after it read it)."""
+    folds = args.get("folds_path")
+    return [folds] if folds and str(args.get("dataset", "")).startswith("synthetic") else []
+
+
+CONTRACT = VerbContract(output="file", inputs=("input_path", "folds_path"), also_writes=_synthetic_folds,
+                        summarize=lambda output: records_file_summary(output, "records"))
 
 
 def make_parser():

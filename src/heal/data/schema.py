@@ -22,6 +22,16 @@ PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
 PROMPT_COLUMNS = ("prompt",)
 
 TASKS = ("pubmedqa", "mimic_bhc", "mimic_di", "aci", "safety")
+# --dataset of the training verbs: the task, and other names for the same task (the seed's and upstream data sets')
+TRAINING_TASKS = ("pubmedqa", "mimic", "aci", "safety", "other")
+TASK_ALIASES = {"aci_bench": "aci", "medsafety": "safety", "mimic_bhc": "mimic", "mimic_di": "mimic"}
+TASK_CHOICES = (*TRAINING_TASKS, *TASK_ALIASES)
+
+
+def training_task(name: str) -> str:
+    """A training verb's --dataset as one of TRAINING_TASKS."""
+    return TASK_ALIASES.get(name, name)
+
 PUBMEDQA_LABELS = ("yes", "no", "maybe")
 
 # PhysioNet's data use agreement forbids sending MIMIC text to third-party services.

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig, ModelConfig
 
-from heal.sft.config import TASK_ALIASES, TASK_CHOICES
-from heal.reward.config import CheckpointingDefaults
+from heal.data.schema import TASK_CHOICES, training_task
+from heal.runs import CheckpointingDefaults, LearningRates
 
 LR_SMALL = 1e-4  # heal-tiny: a small model trained from scratch moves little at the usual DPO rates
 LR_LORA = 5e-5
 LR_FULL = 1e-6  # TRL's DPO default (the DPO paper uses 5e-7 to 1e-6)
+LEARNING_RATES = LearningRates(small=LR_SMALL, lora=LR_LORA, full=LR_FULL)
 
 
 @dataclass
@@ -43,7 +44,7 @@ class DPOScriptConfig:
         "help": "DANGER: let credentialed (MIMIC) records reach a non-loopback judge (PhysioNet DUA forbids it)."})
 
     def task(self) -> str:
-        return TASK_ALIASES.get(self.dataset, self.dataset)
+        return training_task(self.dataset)
 
 
 @dataclass

@@ -18,15 +18,26 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from heal import runs
 from heal.config import make_parser as _make_parser
+from heal.contracts import StageSummary, VerbContract, loss_curve, run_metrics
+from heal.dpo.config import CONFIG_TYPES, LEARNING_RATES, DPOModelConfig, DPOScriptConfig, HealDPOConfig
 from heal.models import run_folder
-from heal.dpo.config import CONFIG_TYPES, LR_FULL, LR_LORA, LR_SMALL, DPOModelConfig, DPOScriptConfig, HealDPOConfig
 
 STAGE = "dpo"
 # Before training the policy is the reference, so its implicit rewards (and their accuracy) are 0 by construction:
 # the loss (ln 2 at the start) is the before/after measure.
 KEY_METRICS = ("eval_before/loss", "eval/loss", "eval/rewards/accuracies", "eval/rewards/margins", "train/mean_loss",
                "train/global_step", "train/wall_seconds")
+
+
+def summarize(output: Path) -> StageSummary:
+    """The run report's view of a DPO run folder: its loss curve."""
+    return StageSummary(metrics=run_metrics(output)[1], curves=loss_curve(output))
+
+
+CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "resume_from_checkpoint"),
+                        models=("model_name_or_path",), overwrite_field="overwrite_output_dir", summarize=summarize)
 
 
 def make_parser():
@@ -36,60 +47,43 @@ def make_parser():
 def main(script: DPOScriptConfig, training: HealDPOConfig, model_args: DPOModelConfig) -> dict:
     from accelerate import PartialState
 
-    from heal.ppo.models import require_policy
-    from heal.ppo.setup import claim_run_folder
     from heal.reward.data import load_pairs
-    from heal.sft.train import _save_final, _train_and_evaluate
 
-    state = PartialState()
-    policy = require_policy(model_args.model_name_or_path, "DPO")
     folder = Path(training.output_dir)
+    # 1. Check the request and the output folder before anything heavy.
+    policy = runs.require_policy(model_args.model_name_or_path, "DPO")
     fingerprint = {"stage": STAGE, "model": policy, "dataset": script.task(), "judge": script.judge,
-                   "dataset_path": str(Path(script.dataset_path).resolve()) if script.dataset_path else None,
-                   "use_peft": model_args.use_peft}
-    resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    run_folder.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)  # fail before any work
-    if not script.judge:  # bad pairs are reported before the output folder is touched
+                   "dataset_path": runs.resolved_path(script.dataset_path), "use_peft": model_args.use_peft}
+    plan = runs.plan_output_dir(folder, STAGE, fingerprint, training.resume_from_checkpoint,
+                                script.overwrite_output_dir)
+    # 2. Data: bad pairs are reported before the output folder is touched (AI-labelled pairs are made in it).
+    if not script.judge:
         train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
-    checkpoint = claim_run_folder(folder, fingerprint, training.resume_from_checkpoint, script.overwrite_output_dir,
-                                  STAGE, state)
-    if script.judge:  # AI labelling keeps its pairs in the run folder
-        train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
-    model, tokenizer, info = _load(model_args, training, policy)
-    _resolve_defaults(training, model_args, policy, bool(eval_pairs), checkpoint)
-    if state.is_main_process:
-        run_folder.write_config(folder, {**run_folder.config_dict(script, training, model_args),
-                                        "resume_from_checkpoint": None})
-    trainer = _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs)
-    results = _train_and_evaluate(trainer, checkpoint)
-    weights = _save_final(trainer, tokenizer, model_args, folder)
-    if state.is_main_process:
-        run = _finish(folder, script, training, model_args, info, train_pairs, eval_pairs, provenance, results,
-                      weights, checkpoint)
-        _print_summary(run, folder)
-    state.wait_for_everyone()
-    return run_folder.read_run(folder) or {}
-
-
-def _load(model_args: DPOModelConfig, training: HealDPOConfig, policy: str):
-    from heal.models.loading import load_policy
-    from heal.models.prompting import stop_token_ids
-
-    kwargs = {"dtype": model_args.dtype} if model_args.dtype else {}
-    model, tokenizer, info = load_policy(policy, revision=model_args.model_revision,
-                                         trust_remote_code=training.trust_remote_code, **kwargs)
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer)  # generation stops where answers end
-    return model, tokenizer, info
+    # 3. Claim the folder: new, resumed (metrics.jsonl cut back to the checkpoint) or overwritten.
+    checkpoint = runs.claim(plan)
+    with runs.failure_recorded(folder):
+        if script.judge:  # AI labelling keeps its pairs in the run folder
+            train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
+        # 4. Model, and the defaults that depend on it.
+        model, tokenizer, info = runs.load_policy(model_args, training, policy)
+        _resolve_defaults(training, model_args, policy, bool(eval_pairs), checkpoint)
+        # 5. Resolved config; 6. trainer; 7. train and evaluate; 8. final model; 9. card, publish.
+        runs.write_config(folder, script, training, model_args)
+        trainer = _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs)
+        results = runs.train_and_evaluate(trainer, checkpoint)
+        weights = runs.save_final(trainer, tokenizer, model_args, folder)
+        if PartialState().is_main_process:
+            run = _finish(folder, script, training, model_args, info, train_pairs, eval_pairs, provenance, results,
+                          weights, checkpoint)
+            _print_summary(run, folder)
+    return runs.summary(folder)
 
 
 def _resolve_defaults(training: HealDPOConfig, model_args, policy: str, has_eval: bool, checkpoint) -> None:
     from transformers.trainer_utils import IntervalStrategy
 
-    from heal.ppo.models import built_from_heal_tiny
-
     if training.learning_rate is None:
-        training.learning_rate = (LR_SMALL if built_from_heal_tiny(policy) else
-                                  LR_LORA if model_args.use_peft else LR_FULL)
+        training.learning_rate = LEARNING_RATES.pick(runs.built_from_heal_tiny(policy), model_args.use_peft)
     if not has_eval:
         training.eval_strategy = IntervalStrategy.NO
         training.do_eval = False
@@ -109,24 +103,20 @@ def _dataset(tokenizer, pairs: list[dict]):
 def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs):
     from trl import DPOTrainer, get_peft_config
 
-    from heal.sft.trainer import MetricsCallback
-
-    class HealDPOTrainer(DPOTrainer):
-        def create_model_card(self, *args, **kwargs):
-            """HEAL writes its own card once the final model is saved (see heal.sft.trainer for why)."""
+    class HealDPOTrainer(runs.NoTrlModelCard, DPOTrainer):
+        pass
 
     return HealDPOTrainer(model=model, args=training, processing_class=tokenizer,
                           train_dataset=_dataset(tokenizer, train_pairs),
                           eval_dataset=_dataset(tokenizer, eval_pairs) if eval_pairs else None,
-                          peft_config=get_peft_config(model_args), callbacks=[MetricsCallback(training.output_dir)])
+                          peft_config=get_peft_config(model_args),
+                          callbacks=[runs.metrics_callback(training.output_dir)])
 
 
 def _finish(folder: Path, script, training, model_args, info, train_pairs, eval_pairs, provenance: str,
             results: dict, weights: str, checkpoint: str | None) -> dict:
     from heal.data.schema import is_credentialed
-    from heal.models.card import ModelCard
-    from heal.ppo.report import USAGE
-    from heal.ppo.setup import checkpoint_step
+    from heal.models.card import CAUSAL_LM_USAGE, ModelCard
 
     run_folder.plot_loss_curve(folder, f"{folder.name}: DPO on {script.task()}")
     metrics = {k: results[k] for k in KEY_METRICS if results.get(k) is not None}
@@ -142,12 +132,10 @@ def _finish(folder: Path, script, training, model_args, info, train_pairs, eval_
         metrics=metrics, credentialed=is_credentialed(train_pairs, script.dataset_path),
         files={run_folder.CONFIG_FILE: "every setting", run_folder.METRICS_FILE: "train/eval loss, rewards/accuracies",
                run_folder.CURVE_FILE: "loss curve", run_folder.RUN_FILE: "run identity and status"},
-        usage=USAGE.format(path=folder))
-    card.write(folder / run_folder.STAGING)
-    files = run_folder.publish(folder)
-    return run_folder.update_run(folder, status="complete", weights=weights, files=files, metrics=metrics,
-                                pairs=provenance, data={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)},
-                                resumed_from_step=checkpoint_step(checkpoint))
+        usage=CAUSAL_LM_USAGE.format(path=folder))
+    return runs.publish(folder, card, weights=weights, metrics=metrics, pairs=provenance,
+                        data={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)},
+                        resumed_from_step=runs.checkpoint_step(checkpoint))
 
 
 def _print_summary(run: dict, folder: Path) -> None:

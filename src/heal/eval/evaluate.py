@@ -23,6 +23,8 @@ from heal.config import make_parser as _make_parser
 from heal.data.schema import PUBMEDQA_LABELS
 from heal.errors import HealError
 from heal import results
+from heal.contracts import VerbContract
+from heal.eval import report as eval_report
 from heal.eval.config import EvalConfig, GenerationArgs
 from heal.models.tiny import TinyConfig
 
@@ -30,6 +32,10 @@ SUMMARY_TASKS = ("mimic_bhc", "mimic_di", "aci")
 TASK_ALIASES = {"mimic": "mimic", "mimic_bhc": "mimic_bhc", "mimic_di": "mimic_di", "aci": "aci", "aci_bench": "aci",
                 "pubmedqa": "pubmedqa"}
 DEFAULT_MAX_NEW_TOKENS = {"pubmedqa": 64, "summary": 256}
+
+
+CONTRACT = VerbContract(output="folder", inputs=("dataset_path",), models=("model_path",),
+                        summarize=eval_report.summarize)
 
 
 def make_parser():
@@ -173,7 +179,6 @@ def main(config: EvalConfig, generation: GenerationArgs, tiny: TinyConfig | None
 # --- outputs ---------------------------------------------------------------------------------------------------------
 
 def _write(folder: Path, task: str, run: dict, info: dict, *configs) -> None:
-    from heal.eval import report as eval_report
 
     with results.ResultsFolder(folder) as out:
         out.config(*[c for c in configs if c is not None])

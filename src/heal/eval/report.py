@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from heal import results
+from heal.contracts import StageSummary, fmt, read_json
 from heal.eval.metrics import ROUGE_TYPES, UNPARSED
 from heal.eval.qa import LABELS
 
@@ -93,3 +96,18 @@ def write_summaries(out: results.ResultsFolder, run: dict, info: dict) -> None:
                                               "ROUGE (mean F-measure)", "F-measure"))
     out.json("metrics.json", {**info, "metrics": flat})
     out.markdown("report.md", "\n".join(lines))
+
+
+def summarize(output: Path) -> StageSummary:
+    """The run report's view of an eval results folder: accuracy (or ROUGE) in the stage table, the task metrics
+    for the cross-stage table and bars, and the confusion matrices."""
+    m = read_json(output / "metrics.json").get("metrics", {})
+    acc = {k.split("/")[1]: v for k, v in m.items() if k.endswith("/accuracy")}
+    if acc:
+        headline = ", ".join(f"accuracy ({mode}) {fmt(v)}" for mode, v in acc.items())
+    else:
+        headline = ", ".join(f"{k} {fmt(v)}" for k, v in list({k: v for k, v in m.items() if "rougeL" in k}.items())[:2])
+    task = {k: v for k, v in m.items() if k.endswith(("/accuracy", "/macro_f1")) or "rouge" in k or "similarity" in k}
+    pngs = sorted(output.glob("confusion_generate*.png")) or sorted(output.glob("confusion_*.png"))
+    figures = [(f"confusion matrix ({png.stem.split('_', 1)[-1]})", png) for png in pngs]
+    return StageSummary(headline=headline, metrics=m, task_metrics=task, figures=figures)

@@ -13,7 +13,7 @@ so the PHI guard has nothing to check.
 from __future__ import annotations
 
 from heal.feedback.constitution import VERDICT_CUE
-from heal.feedback.judges import Judge, JudgeItem
+from heal.feedback.base import Judge, JudgeItem
 
 
 class HFJudge(Judge):

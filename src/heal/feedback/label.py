@@ -25,6 +25,7 @@ from pathlib import Path
 
 from heal.config import make_parser as _make_parser
 from heal.config import to_dict
+from heal.contracts import VerbContract, records_file_summary
 from heal.data import io
 from heal.errors import HealError
 
@@ -62,6 +63,11 @@ class LabelConfig:
         "help": "DANGER: let credentialed (MIMIC) records go to a non-loopback judge. The PhysioNet DUA forbids "
                 "it for third-party services."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+
+
+CONTRACT = VerbContract(output="file", inputs=("dataset_path", "agreement"), models=("model_name",),
+                        summarize=lambda output: records_file_summary(output, "preference pairs"))
 
 
 def make_parser():

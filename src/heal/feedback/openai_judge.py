@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 from heal.errors import HealError
 from heal.feedback.constitution import VERDICT_CUE
-from heal.feedback.judges import Judge, JudgeItem
+from heal.feedback.base import Judge, JudgeItem
 from heal.feedback.phi_guard import is_loopback
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

@@ -11,16 +11,17 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 from heal.dpo.config import DPOModelConfig
-from heal.ppo.config import PPOScriptConfig
-from heal.reward.config import CheckpointingDefaults
+from heal.rl.config import RLScriptConfig
+from heal.runs import CheckpointingDefaults, LearningRates
 
 LR_SMALL = 3e-4  # heal-tiny (as for PPO)
 LR_LORA = 1e-5
 LR_FULL = 1e-6  # TRL's GRPO default
+LEARNING_RATES = LearningRates(small=LR_SMALL, lora=LR_LORA, full=LR_FULL)
 
 
 @dataclass
-class GRPOScriptConfig(PPOScriptConfig):
+class GRPOScriptConfig(RLScriptConfig):
     """Prompts, reward and output folder: the same settings as `heal ppo` (GRPO has no value model, so
     --value_model_path is ignored)."""
 

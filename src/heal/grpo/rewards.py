@@ -1,6 +1,7 @@
-"""GRPO's reward functions: the reward sources of `heal ppo`, as TRL reward functions over completion texts.
+"""GRPO's reward functions: the reward sources of `heal ppo` (heal.rl.rewards), as TRL reward functions over
+completion texts.
 
-    reward = make_reward_function(script, training, credentialed)   # reward(prompts, completions, raw_prompt=…, …)
+    reward = make_reward_function(spec, script, credentialed)   # reward(prompts, completions, raw_prompt=…, …)
 
 - Reward model: the pair is formatted exactly as in reward training (heal.reward.scoring.pair_texts) and scored,
   normalised with the mean/std stored in the model (references ≈ 0).
@@ -11,13 +12,12 @@
 from __future__ import annotations
 
 
-def make_reward_function(script, training, credentialed: bool):
-    from heal.ppo.rewards import parse_reward
-
-    kind, what = parse_reward(script.reward, training.reward_model_path)
-    if kind == "model":
-        return _reward_model_function(what)
-    return _judge_function(what, script.judge_base_url, credentialed, script.allow_credentialed_data_to_remote_endpoint)
+def make_reward_function(spec, script, credentialed: bool):
+    """A TRL reward function for `spec` (a heal.rl.rewards.RewardSpec)."""
+    if spec.kind == "model":
+        return _reward_model_function(spec.target)
+    return _judge_function(spec.target, script.judge_base_url, credentialed,
+                           script.allow_credentialed_data_to_remote_endpoint)
 
 
 def _reward_model_function(path: str):

@@ -5,11 +5,11 @@
     heal grpo --model_name models/policy_model/pubmedqa_sft --reward_model_path models/reward_model/pubmedqa …
     heal grpo --config experiments/configs/grpo_tiny_cpu.yaml
 
-The same data contract and reward sources as `heal ppo` (heal.ppo.data, heal.grpo.rewards): prompt records (default:
-the reward model's prompts), a reward model, `--reward judge:<spec>` or `--reward rule:pubmedqa`. GRPO samples
+The same data contract and reward sources as `heal ppo` (heal.rl: prompts, rewards; heal.grpo.rewards): prompt records
+(default: the reward model's prompts), a reward model, `--reward judge:<spec>` or `--reward rule:pubmedqa`. GRPO samples
 `num_generations` completions per prompt and uses the group's mean reward as the baseline instead of a value model.
 Before and after training the held-out prompts are answered greedily and scored exactly as `heal ppo` scores them
-(heal.ppo.evaluate), so the two are comparable. Same output folder layout as every HEAL stage.
+(heal.rl.heldout), so the two are comparable. Same output folder layout as every HEAL stage.
 """
 
 from __future__ import annotations
@@ -17,14 +17,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from heal import runs
 from heal.config import make_parser as _make_parser
+from heal.contracts import VerbContract
 from heal.errors import HealError
-from heal.grpo.config import CONFIG_TYPES, LR_FULL, LR_LORA, LR_SMALL, GRPOModelConfig, GRPOScriptConfig, HealGRPOConfig
+from heal.grpo.config import CONFIG_TYPES, LEARNING_RATES, GRPOModelConfig, GRPOScriptConfig, HealGRPOConfig
 from heal.models import run_folder
+from heal.rl.heldout import summarize_run
 
 STAGE = "grpo"
 KEY_METRICS = ("eval_before/score", "eval/score", "eval_before/accuracy", "eval/accuracy", "train/mean_loss",
                "train/global_step", "train/wall_seconds")
+
+
+CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "reward_model_path",
+                                                 "value_model_path", "resume_from_checkpoint"),
+                        models=("model_name_or_path",), overwrite_field="overwrite_output_dir",
+                        summarize=summarize_run)
 
 
 def make_parser():
@@ -35,66 +44,45 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
     from accelerate import PartialState
 
     from heal.data.schema import is_credentialed
-    from heal.ppo.data import split_prompts
-    from heal.ppo.models import require_policy
-    from heal.ppo.rewards import parse_reward
+    from heal.rl.prompts import split_prompts
+    from heal.models.sampling import ids_only
+    from heal.rl.rewards import parse_reward, require_reward_model
 
-    state = PartialState()
-    policy = require_policy(model_args.model_name_or_path, "GRPO")
+    folder = Path(training.output_dir)
+    # 1. Check the request (the reward is parsed once, here) before anything heavy.
+    policy = runs.require_policy(model_args.model_name_or_path, "GRPO")
     check_sampling(training)
     if script.value_model_path:
         raise HealError("--value_model_path: GRPO has no value model (the group's mean reward is the baseline)")
-    kind, reward_model = parse_reward(script.reward, training.reward_model_path)
-    if kind == "model":
-        from heal.ppo.rewards import require_reward_model
-
-        require_reward_model(reward_model)  # before any model is loaded
-    train_records, eval_records, prompts_path = split_prompts(
-        script, training.reward_model_path if kind == "model" else None, training.seed)
-    folder = Path(training.output_dir)
-    checkpoint = _claim(folder, script, training, policy, prompts_path, state)
+    reward = parse_reward(script.reward, training.reward_model_path)
+    if reward.kind == "model":
+        require_reward_model(reward.target)  # before any model is loaded
+    # 2. Data (prompts).
+    train_records, eval_records, prompts_path = split_prompts(script, reward.reward_model_path, training.seed)
     credentialed = is_credentialed(train_records, prompts_path)
-    model, tokenizer, info = _load(model_args, training, policy)
-    if training.learning_rate is None:
-        from heal.ppo.models import built_from_heal_tiny
-
-        training.learning_rate = (LR_SMALL if built_from_heal_tiny(policy) else
-                                  LR_LORA if model_args.use_peft else LR_FULL)
-    if state.is_main_process:
-        run_folder.write_config(folder, {**run_folder.config_dict(script, training, model_args),
-                                        "resume_from_checkpoint": None})
-    trainer = _build_trainer(model, tokenizer, training, model_args, script, train_records, credentialed)
-    results = _train_and_evaluate(trainer, script, training, eval_records, credentialed, checkpoint)
-    from heal.sft.train import _save_final
-
-    weights = _save_final(trainer, tokenizer, model_args, folder)
-    if state.is_main_process:
-        run = _finish(folder, script, training, info, prompts_path, train_records, eval_records, results, weights,
-                      checkpoint, credentialed)
-        _print_summary(run, folder)
-    state.wait_for_everyone()
-    return run_folder.read_run(folder) or {}
-
-
-def _claim(folder: Path, script, training, policy: str, prompts_path: str, state) -> str | None:
-    from heal.ppo.setup import claim_run_folder
-
-    fingerprint = {"stage": STAGE, "model": policy, "reward": script.reward or training.reward_model_path,
-                   "dataset_path": str(Path(prompts_path).resolve())}
-    return claim_run_folder(folder, fingerprint, training.resume_from_checkpoint, script.overwrite_output_dir, STAGE,
-                            state)
-
-
-def _load(model_args, training, policy: str):
-    """(model, tokenizer, info) with a generation config holding only special-token ids: TRL fills whatever its own
-    GenerationConfig leaves unset from the model's, and GRPO's log-probabilities are those of pure temperature
-    sampling (heal.models.sampling)."""
-    from heal.dpo.train import _load as load_policy_for_training
-    from heal.models.sampling import ids_only
-
-    model, tokenizer, info = load_policy_for_training(model_args, training, policy)
-    model.generation_config = ids_only(model.generation_config)
-    return model, tokenizer, info
+    # 3. Claim the folder: new, resumed (metrics.jsonl cut back to the checkpoint) or overwritten.
+    fingerprint = {"stage": STAGE, "model": policy, "reward": reward.fingerprint(),
+                   "dataset_path": runs.resolved_path(prompts_path)}
+    checkpoint = runs.claim_output_dir(folder, STAGE, fingerprint, training.resume_from_checkpoint,
+                                       script.overwrite_output_dir)
+    with runs.failure_recorded(folder):
+        # 4. Model, and the defaults that depend on it.
+        model, tokenizer, info = runs.load_policy(model_args, training, policy)
+        # A generation config of special-token ids only: TRL fills what its own GenerationConfig leaves unset from
+        # the model's, and GRPO's log-probabilities are those of plain temperature sampling (heal.models.sampling).
+        model.generation_config = ids_only(model.generation_config)
+        if training.learning_rate is None:
+            training.learning_rate = LEARNING_RATES.pick(runs.built_from_heal_tiny(policy), model_args.use_peft)
+        # 5. Resolved config; 6. trainer; 7. train, with the held-out before/after; 8. final model; 9. card.
+        runs.write_config(folder, script, training, model_args)
+        trainer = _build_trainer(model, tokenizer, training, model_args, script, reward, train_records, credentialed)
+        results = _train_and_evaluate(trainer, script, reward, training, eval_records, credentialed, checkpoint)
+        weights = runs.save_final(trainer, tokenizer, model_args, folder)
+        if PartialState().is_main_process:
+            run = _finish(folder, script, training, info, reward, prompts_path, train_records, eval_records, results,
+                          weights, checkpoint, credentialed)
+            _print_summary(run, folder)
+    return runs.summary(folder)
 
 
 def check_sampling(training) -> None:
@@ -125,45 +113,40 @@ def _dataset(tokenizer, records: list[dict], system: str | None):
                               for r in records])
 
 
-def _build_trainer(model, tokenizer, training, model_args, script, records: list[dict], credentialed: bool):
+def _build_trainer(model, tokenizer, training, model_args, script, reward, records: list[dict], credentialed: bool):
     from trl import GRPOTrainer, get_peft_config
 
     from heal.grpo.rewards import make_reward_function
-    from heal.sft.trainer import MetricsCallback
 
-    class HealGRPOTrainer(GRPOTrainer):
-        def create_model_card(self, *args, **kwargs):
-            """HEAL writes its own card once the final model is saved (see heal.sft.trainer for why)."""
+    class HealGRPOTrainer(runs.NoTrlModelCard, GRPOTrainer):
+        pass
 
-    return HealGRPOTrainer(model=model, reward_funcs=make_reward_function(script, training, credentialed),
+    return HealGRPOTrainer(model=model, reward_funcs=make_reward_function(reward, script, credentialed),
                            args=training, train_dataset=_dataset(tokenizer, records, script.system_prompt),
                            processing_class=tokenizer, peft_config=get_peft_config(model_args),
-                           callbacks=[MetricsCallback(training.output_dir)])
+                           callbacks=[runs.metrics_callback(training.output_dir)])
 
 
-def _train_and_evaluate(trainer, script, training, eval_records: list[dict], credentialed: bool,
+def _train_and_evaluate(trainer, script, reward_spec, training, eval_records: list[dict], credentialed: bool,
                         checkpoint: str | None) -> dict:
     """Held-out greedy answers scored like `heal ppo` scores them, before and after `trainer.train()`."""
     import time
 
-    from heal.ppo.evaluate import evaluate
-    from heal.ppo.rewards import make_reward_source
-    from heal.ppo.rollout import RolloutSettings
+    from heal.rl.heldout import evaluate, write_eval_answers
+    from heal.rl.rewards import make_reward_source
+    from heal.rl.sampling import RolloutSettings
 
     tokenizer = trainer.processing_class
     results: dict = {}
     if eval_records:
         from heal.models.prompting import stop_token_ids
 
-        training.local_rollout_forward_batch_size = 32  # what make_reward_source reads as its batch size
-        reward = make_reward_source(script, training, tokenizer, credentialed).to(trainer.accelerator.device)
+        reward = make_reward_source(reward_spec, script, tokenizer, credentialed, 32).to(trainer.accelerator.device)
         settings = RolloutSettings(response_length=training.max_completion_length, temperature=0.0,
                                    stop_ids=stop_token_ids(tokenizer), system_prompt=script.system_prompt,
                                    max_prompt_length=_max_prompt_length(trainer.model, training), forward_batch_size=32)
 
         def held_out(prefix: str) -> dict:
-            from heal.ppo.report import write_eval_answers
-
             policy = trainer.accelerator.unwrap_model(trainer.model)
             metrics, rows = evaluate(policy, tokenizer, reward, settings, eval_records, trainer.accelerator, prefix)
             if trainer.accelerator.is_main_process:
@@ -182,9 +165,8 @@ def _train_and_evaluate(trainer, script, training, eval_records: list[dict], cre
             for prefix in ("eval_before", "eval"):
                 row = {k: v for k, v in results.items() if k.startswith(prefix + "/")}
                 if row:
-                    from heal.ppo.report import append_row
-
-                    append_row(training.output_dir, 0 if prefix == "eval_before" else output.global_step, row)
+                    step = 0 if prefix == "eval_before" else output.global_step
+                    run_folder.append_row(training.output_dir, step, row)
     return results
 
 
@@ -193,15 +175,13 @@ def _max_prompt_length(model, training) -> int:
     return max(1, context - training.max_completion_length)
 
 
-def _finish(folder: Path, script, training, info, prompts_path, train_records, eval_records, results: dict,
-            weights: str, checkpoint: str | None, credentialed: bool) -> dict:
-    from heal.models.card import ModelCard
-    from heal.ppo.report import USAGE
-    from heal.ppo.setup import checkpoint_step
+def _finish(folder: Path, script, training, info, reward_spec, prompts_path, train_records, eval_records,
+            results: dict, weights: str, checkpoint: str | None, credentialed: bool) -> dict:
+    from heal.models.card import CAUSAL_LM_USAGE, ModelCard
 
     run_folder.plot_loss_curve(folder, f"{folder.name}: GRPO on {script.task()}")
     metrics = {k: results[k] for k in KEY_METRICS if results.get(k) is not None}
-    reward = script.reward or f"the reward model {training.reward_model_path}"
+    reward = reward_spec.flag or f"the reward model {reward_spec.target}"
     base = info.base or info.name
     card = ModelCard(
         title=folder.name, stage="grpo", base_model=base, base_is_hub=info.source == "hub", weights=weights,
@@ -210,15 +190,13 @@ def _finish(folder: Path, script, training, info, prompts_path, train_records, e
         training={"trainer": "TRL GRPOTrainer", "reward": reward, "generations per prompt": training.num_generations,
                   "max completion length": training.max_completion_length, "beta (KL)": training.beta,
                   "learning rate": f"{training.learning_rate:g}", "loss": training.loss_type},
-        metrics=metrics, credentialed=credentialed, usage=USAGE.format(path=folder),
+        metrics=metrics, credentialed=credentialed, usage=CAUSAL_LM_USAGE.format(path=folder),
         files={run_folder.CONFIG_FILE: "every setting", run_folder.METRICS_FILE: "train loss, rewards; held-out score",
                run_folder.CURVE_FILE: "loss curve", run_folder.RUN_FILE: "run identity and status"})
-    card.write(folder / run_folder.STAGING)
-    files = run_folder.publish(folder)
-    return run_folder.update_run(folder, status="complete", weights=weights, files=files, metrics=metrics, reward=reward,
-                                data={"prompts": prompts_path, "train_prompts": len(train_records),
-                                      "eval_prompts": len(eval_records)},
-                                resumed_from_step=checkpoint_step(checkpoint))
+    return runs.publish(folder, card, weights=weights, metrics=metrics, reward=reward,
+                        data={"prompts": prompts_path, "train_prompts": len(train_records),
+                              "eval_prompts": len(eval_records)},
+                        resumed_from_step=runs.checkpoint_step(checkpoint))
 
 
 def _print_summary(run: dict, folder: Path) -> None:

@@ -12,6 +12,18 @@ from typing import Any
 
 from heal.data.io import atomic_path
 
+# How to use a causal LM a HEAL stage trained (sft, dpo, grpo, ppo cards show it with their folder as {path})
+CAUSAL_LM_USAGE = """\
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from heal.models.prompting import format_prompt
+
+model = AutoModelForCausalLM.from_pretrained("{path}")
+tokenizer = AutoTokenizer.from_pretrained("{path}")
+inputs = tokenizer(format_prompt(tokenizer, "Question: ..."), return_tensors="pt")
+output = model.generate(**inputs, max_new_tokens=64, do_sample=False)
+print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+"""
+
 CREDENTIALED_WARNING = (
     "**Trained on credentialed data (MIMIC).** The weights may have memorised note text. Do not publish this "
     "model, push it to the Hub or serve it beyond the people covered by the PhysioNet data use agreement."

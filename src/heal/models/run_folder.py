@@ -1,9 +1,10 @@
-"""A training run's output folder: who owns it, its metrics, its loss curve, its model card, its final model.
+"""The run-folder protocol: a training run's output folder — who owns it, its metrics, its loss curve, its model card,
+its final model. When each step happens is heal.runs' (the recipe layer every training verb uses).
 
-Every training stage (sft, reward, ppo) writes the same layout:
+Every training stage (sft, reward, dpo, grpo, ppo) writes the same layout:
 
     <output_dir>/
-      heal_run.json          what run this is (stage, model, data) and its status: running | complete
+      heal_run.json          what run this is (stage, model, data) and its status: running | complete | failed
       resolved_config.yaml   every setting, resolved; `heal <stage> --config resolved_config.yaml` reruns it
       metrics.jsonl          one JSON object per log step, namespaced keys (train/loss, eval/loss, …)
       checkpoint-N/          Trainer checkpoints (resume with --resume_from_checkpoint last)
@@ -170,6 +171,13 @@ def namespaced(logs: dict[str, float]) -> dict[str, float]:
 
 def append_metrics(folder: str | Path, step: int, logs: dict[str, float]) -> None:
     row = {"step": step, **{k: v for k, v in namespaced(logs).items() if _finite(v)}}
+    with open(Path(folder) / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def append_row(folder: str | Path, step: int, metrics: dict) -> None:
+    """A row of metrics whose keys are already HEAL's (the RL verbs' own loops and held-out scores)."""
+    row = {"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
     with open(Path(folder) / METRICS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
 

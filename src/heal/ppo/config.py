@@ -21,55 +21,18 @@ from typing import Literal
 from transformers import TrainingArguments
 from trl import ModelConfig
 
-from heal.sft.config import TASK_ALIASES, TASK_CHOICES
-from heal.reward.config import CheckpointingDefaults
+from heal.rl.config import RLScriptConfig
+from heal.runs import CheckpointingDefaults, LearningRates
 
 LR_SMALL = 3e-4  # heal-tiny (built by HEAL, ~1 M parameters): small models tolerate and need larger steps
 LR_LORA = 1e-5  # LoRA on a pretrained model
 LR_FULL = 3e-6  # full fine-tuning of a pretrained model (Huang et al. 2024 use 3e-6 for 1B–6.9B)
+LEARNING_RATES = LearningRates(small=LR_SMALL, lora=LR_LORA, full=LR_FULL)
 
 
 @dataclass
-class PPOScriptConfig:
-    """Where the prompts and the reward come from, and where the run goes (HEAL's settings)."""
-
-    dataset: str = field(default="pubmedqa", metadata={
-        "help": "The task (pubmedqa, mimic, aci, safety, other); recorded in the model card.",
-        "choices": list(TASK_CHOICES)})
-    dataset_path: str | None = field(default=None, metadata={
-        "help": "Prompt records (.csv/.jsonl/.parquet with a prompt column, plus label/reference when the reward "
-                "needs them); preference files work too (their prompts are used). Default: the dataset_path the "
-                "reward model at --reward_model_path was trained on (its resolved_config.yaml)."})
-    eval_dataset_path: str | None = field(default=None, metadata={
-        "help": "Held-out prompts scored before and after PPO (greedy answers). Default: hold out "
-                "--eval_split_size of --dataset_path."})
-    eval_split_size: float = field(default=0.1, metadata={
-        "help": "Held-out share (<1) or count (>=1) of the prompts for the before/after evaluation; 0 disables it."})
-    max_eval_samples: int = field(default=128, metadata={
-        "help": "Evaluate on at most this many held-out prompts (greedy generation costs time on a CPU)."})
-    max_train_samples: int | None = field(default=None, metadata={
-        "help": "Use at most this many training prompts; for quick runs."})
-    reward: str | None = field(default=None, metadata={
-        "help": "The reward: unset = the reward model at --reward_model_path; judge:<spec> = an AI judge's score "
-                "(d-RLAIF; spec as in `heal label --judge`: hf:<path>, openai:<model>, embedding[:<model>]); "
-                "rule:pubmedqa = 1 when the answer's yes/no/maybe matches the record's label (verifiable); "
-                "rule:refusal = 1 when the answer refuses a harmful request or answers a benign one."})
-    judge_base_url: str | None = field(default=None, metadata={
-        "help": "Base URL of an OpenAI-compatible judge for --reward judge:openai:<model>."})
-    value_model_path: str | None = field(default=None, metadata={
-        "help": "Where the value model starts. Default: the reward model (Huang et al. 2024) when it shares the "
-                "policy's tokenizer, else the policy (with a new, zero-initialised value head)."})
-    system_prompt: str | None = field(default=None, metadata={
-        "help": "System message put before every prompt (as in `heal sft --system_prompt`)."})
-    overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "Replace a previous HEAL run in --output_dir (a folder holding anything else is never touched)."})
-    eval_before_training: bool = field(default=True, metadata={
-        "help": "Score the held-out prompts before the first update too, so the card shows the gain."})
-    allow_credentialed_data_to_remote_endpoint: bool = field(default=False, metadata={
-        "help": "DANGER: let credentialed (MIMIC) records reach a non-loopback judge (PhysioNet DUA forbids it)."})
-
-    def task(self) -> str:
-        return TASK_ALIASES.get(self.dataset, self.dataset)
+class PPOScriptConfig(RLScriptConfig):
+    """Where the prompts and the reward come from, and where the run goes (HEAL's settings, shared with grpo)."""
 
 
 @dataclass

@@ -38,12 +38,6 @@ class FixedKLController:
     def update(self, current_kl: float, n_steps: int) -> None:
         """A fixed β ignores the measured KL."""
 
-    def state_dict(self) -> dict:
-        return {"value": self.value}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.value = float(state["value"])
-
 
 @dataclass
 class AdaptiveKLController:
@@ -56,12 +50,6 @@ class AdaptiveKLController:
     def update(self, current_kl: float, n_steps: int) -> None:
         error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
         self.value *= 1.0 + error * n_steps / self.horizon
-
-    def state_dict(self) -> dict:
-        return {"value": self.value}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.value = float(state["value"])
 
 
 def make_kl_controller(kl_coef: float, kl_target: float | None, kl_horizon: float):

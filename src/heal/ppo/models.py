@@ -22,46 +22,7 @@ import torch
 from torch import nn
 
 from heal.errors import HealError
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Zero every dropout probability (modules and the config values attention layers read)."""
-    for module in model.modules():
-        if isinstance(module, nn.Dropout):
-            module.p = 0.0
-        if isinstance(getattr(module, "attention_dropout", None), float):
-            module.attention_dropout = 0.0
-    config = getattr(model, "config", None)
-    if config is not None:
-        for key, value in list(vars(config).items()):
-            if isinstance(value, float) and ("dropout" in key or key.endswith("_pdrop")):
-                setattr(config, key, 0.0)
-
-
-def freeze(model: nn.Module) -> nn.Module:
-    model.eval()
-    model.requires_grad_(False)
-    disable_dropout(model)
-    return model
-
-
-def classifier_parts(classifier) -> tuple[nn.Module, nn.Module]:
-    """(backbone, head) of a sequence classifier (PEFT-wrapped or not): the head maps hidden states to scores."""
-    inner = classifier.get_base_model() if hasattr(classifier, "get_base_model") else classifier
-    head = getattr(inner, "score", None)
-    backbone = getattr(inner, getattr(inner, "base_model_prefix", ""), None)
-    if head is None or backbone is None:
-        raise HealError(f"{type(inner).__name__}: per-token values need a decoder sequence classifier with a `score` "
-                        "head (Llama, Qwen, Mistral, GPT-2 …); pass --value_model_path <the policy>")
-    return backbone, head
-
-
-def token_scores(classifier, input_ids, attention_mask, position_ids) -> torch.Tensor:
-    """The classifier's head applied at every position: (B, L) ids → (B, L) scores."""
-    backbone, head = classifier_parts(classifier)
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      use_cache=False).last_hidden_state  # (B, L, H)
-    return head(hidden).squeeze(-1).float()
+from heal.models.classifier import classifier_parts, disable_dropout, freeze, token_scores  # noqa: F401
 
 
 # Rows of a forward pass are run in groups of similar length, each without the left padding all its rows share: less
@@ -162,38 +123,8 @@ def load_value_model(path: str, tokenizer, model_args, from_policy: bool):
     return model
 
 
-def same_tokenizer(a, b) -> bool:
-    """Whether two tokenizers share their vocabulary and special tokens (ids can then be handed over as they are)."""
-    if a is b:
-        return True
-    specials = ("pad_token_id", "eos_token_id", "bos_token_id")
-    return a.get_vocab() == b.get_vocab() and all(getattr(a, k) == getattr(b, k) for k in specials)
-
-
 def merged_policy(policy):
     """The policy as a plain PreTrainedModel (LoRA merged into a copy; the training copy is left as it is)."""
     if hasattr(policy, "merge_and_unload"):
         return copy.deepcopy(policy).merge_and_unload()
     return policy
-
-
-def built_from_heal_tiny(path: str) -> bool:
-    """Whether `path` is a HEAL run folder whose model started as heal-tiny (its heal_run.json says so)."""
-    from heal.models import run_folder
-
-    folder = Path(path).expanduser()
-    run = run_folder.read_run(folder) if folder.is_dir() else None
-    return bool(run) and (run.get("fingerprint") or {}).get("model") == "heal-tiny"
-
-
-def require_policy(name: str | None, stage: str) -> str:
-    """The policy a preference/RL stage starts from: given, loadable by name, and not the untrained heal-tiny."""
-    from heal.models.loading import model_source
-
-    if not name:
-        raise HealError(f"--model_name is required: the policy to start from (the SFT model's folder, `heal sft "
-                        f"--output_dir`)")
-    if model_source(name) == "heal-tiny":
-        raise HealError(f"--model_name heal-tiny: {stage} starts from a trained policy; run `heal sft --model_name "
-                        "heal-tiny …` first and pass its --output_dir")
-    return name

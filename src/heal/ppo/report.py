@@ -29,23 +29,13 @@ from pathlib import Path
 from heal.data.io import atomic_path
 from heal.errors import HealError
 from heal.models import run_folder
-from heal.models.card import ModelCard
+from heal.models.card import CAUSAL_LM_USAGE, ModelCard
+from heal.rl.heldout import EVAL_ANSWERS_FILE
 
 CURVES_FILE = "ppo_curves.png"
 SAMPLES_FILE = "samples.jsonl"
-EVAL_ANSWERS_FILE = "eval_answers.jsonl"
 TRACKERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab", "trackio")
 
-USAGE = """\
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from heal.models.prompting import format_prompt
-
-model = AutoModelForCausalLM.from_pretrained("{path}")
-tokenizer = AutoTokenizer.from_pretrained("{path}")
-inputs = tokenizer(format_prompt(tokenizer, "Question: ..."), return_tensors="pt")
-output = model.generate(**inputs, max_new_tokens=64, do_sample=False)
-print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
-"""
 
 
 def trackers(report_to) -> list[str]:
@@ -64,12 +54,6 @@ def trackers(report_to) -> list[str]:
     return names
 
 
-def append_row(folder: str | Path, step: int, metrics: dict) -> None:
-    row = {"step": step, **{k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
-    with open(Path(folder) / run_folder.METRICS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-
-
 def append_samples(folder: str | Path, step: int, rollout, n: int = 4) -> None:
     """samples.jsonl: a few of this process's rollouts with their score (after any missing-EOS penalty)."""
     rows = zip(rollout.records, rollout.texts, rollout.scores.tolist(), rollout.has_stop.tolist())
@@ -77,13 +61,6 @@ def append_samples(folder: str | Path, step: int, rollout, n: int = 4) -> None:
         for record, text, score, stopped in list(rows)[:n]:
             f.write(json.dumps({"step": step, "prompt": str(record["prompt"]), "response": text, "score": score,
                                 "stopped": bool(stopped)}, ensure_ascii=False) + "\n")
-
-
-def write_eval_answers(folder: str | Path, prefix: str, rows: list[dict]) -> None:
-    """eval_answers.jsonl: every held-out greedy answer, before (eval_before) and after (eval) training."""
-    with open(Path(folder) / EVAL_ANSWERS_FILE, "a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({"when": prefix, **row}, ensure_ascii=False) + "\n")
 
 
 CURVES = (("reward", ("objective/scores", "objective/rlhf_reward")), ("KL to the reference", ("objective/kl",)),
@@ -162,4 +139,4 @@ def model_card(folder: Path, script, training, model_args, info, reward_desc: st
         title=folder.name, stage="ppo", base_model=base, base_is_hub=info.source == "hub", weights=weights,
         summary=f"`{base}` optimised with PPO against {reward_desc} on {script.task()} prompts (HEAL).",
         data=data, training=run, metrics=metrics, credentialed=credentialed, files=files,
-        usage=USAGE.format(path=folder))
+        usage=CAUSAL_LM_USAGE.format(path=folder))

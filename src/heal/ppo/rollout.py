@@ -9,9 +9,7 @@ response mask is 1 up to and including the stop token; a row that never stopped 
 (`has_stop` False) for the missing-EOS penalty.
 
 Scoring (detail 7): log-probabilities are computed from logits divided by the sampling temperature, so π_old and π
-are the distributions the tokens were actually sampled from. For that to hold, sampling is pure temperature sampling
-with one explicit generation config (heal.models.sampling): the model's own generation_config (a Hub model's
-repetition_penalty, top_k, …) is set aside while it generates.
+are the distributions the tokens were actually sampled from.
 """
 
 from __future__ import annotations
@@ -21,23 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from heal.ppo.losses import logprobs_of
-from heal.ppo.rewards import ScoringBatch, sequence_inputs
-
-
-@dataclass
-class RolloutSettings:
-    """How rollouts are made (resolved from HealPPOConfig by heal.ppo.setup)."""
-
-    response_length: int
-    temperature: float
-    stop_ids: list[int]
-    max_prompt_length: int
-    forward_batch_size: int = 64
-    missing_eos_penalty: float | None = None
-    system_prompt: str | None = None
-    # False when the first PPO step's forward pass provides log π_old and V (heal.ppo.train: one optimizer step per
-    # epoch over the whole batch), so the rollout skips its own pass of the policy and value model
-    policy_pass: bool = True
+from heal.rl.rewards import ScoringBatch, sequence_inputs
+from heal.rl.sampling import (RolloutSettings, decode, encode_prompts, generate, left_pad,  # noqa: F401
+                               truncate_after_stop)
 
 
 @dataclass
@@ -55,64 +39,6 @@ class Rollout:
     scores: torch.Tensor  # (B,) the reward source's score (after the missing-EOS penalty)
     texts: list[str]
     records: list[dict]
-
-
-def encode_prompts(tokenizer, records: list[dict], system: str | None, max_prompt_length: int) -> list[list[int]]:
-    """Token ids of each formatted prompt (heal.models.prompting), keeping the last `max_prompt_length` tokens."""
-    from heal.models.prompting import format_prompt
-
-    texts = [format_prompt(tokenizer, str(r["prompt"]), system) for r in records]
-    return [ids[-max_prompt_length:] for ids in tokenizer(texts)["input_ids"]]
-
-
-def left_pad(rows: list[list[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, mask), both (B, longest row): each row right-aligned, padding on the left."""
-    width = max(map(len, rows))
-    ids = torch.tensor([[pad_id] * (width - len(r)) + list(r) for r in rows], device=device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
-    return ids, mask
-
-
-def truncate_after_stop(response: torch.Tensor, stop_ids: list[int],
-                        pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cut each response after its first stop token: (B, T) → (response with pad after the stop, mask, has_stop).
-
-    The mask is 1 up to and including the first stop token (the policy chose to stop; that choice is trained), and 1
-    everywhere for a response without one."""
-    is_stop = torch.isin(response, torch.tensor(stop_ids, device=response.device)) if stop_ids else \
-        torch.zeros_like(response, dtype=torch.bool)
-    has_stop = is_stop.any(dim=1)
-    stops_before = torch.cumsum(is_stop.long(), dim=1) - is_stop.long()  # stop tokens strictly before t
-    mask = stops_before == 0
-    return torch.where(mask, response, torch.full_like(response, pad_id)), mask.long(), has_stop
-
-
-@torch.no_grad()
-def generate(policy, query, query_mask, response_length: int, temperature: float, stop_ids: list[int],
-             pad_id: int, with_logprobs: bool = False):
-    """(B, T) response ids: sampled at `temperature` (greedy when 0), pure sampling (no top-k/top-p, no repetition
-    penalty, whatever the model's own generation_config says: heal.models.sampling), right-padded to T with `pad_id`
-    when every row stopped early. With `with_logprobs`, also (B, T) log-probabilities of the sampled tokens under
-    the distribution generate() actually sampled from (for checking that scoring recomputes the same)."""
-    from heal.models.sampling import only_this_config, sampling_config
-
-    config = sampling_config(temperature, response_length, stop_ids, pad_id)
-    config.output_scores = config.return_dict_in_generate = with_logprobs
-    with only_this_config(policy):
-        output = policy.generate(input_ids=query, attention_mask=query_mask, generation_config=config)
-    sequences = output.sequences if with_logprobs else output
-    response = _pad_right(sequences[:, query.shape[1]:], response_length, pad_id)
-    if not with_logprobs:
-        return response
-    scores = torch.stack(output.scores, dim=1).float()  # (B, T', V): the processed logits each token was drawn from
-    sampled = torch.log_softmax(scores, dim=-1).gather(-1, response[:, :scores.shape[1], None]).squeeze(-1)
-    return response, _pad_right(sampled, response_length, 0.0)
-
-
-def _pad_right(t: torch.Tensor, length: int, value) -> torch.Tensor:
-    if t.shape[1] >= length:
-        return t
-    return torch.nn.functional.pad(t, (0, length - t.shape[1]), value=value)
 
 
 @torch.no_grad()
@@ -141,15 +67,6 @@ def forward_pass(model, reference, query, query_mask, response, response_mask, t
                                use_cache=False, logits_to_keep=length + 1).logits[:, :-1]
     ref_logprobs = logprobs_of(ref_logits / (temperature + 1e-7), response) * mask
     return logprobs, ref_logprobs, values
-
-
-def decode(tokenizer, response: torch.Tensor, response_mask: torch.Tensor, stop_ids: list[int]) -> list[str]:
-    """Response texts without padding and without the stop token."""
-    texts = []
-    for ids, mask in zip(response.tolist(), response_mask.tolist()):
-        kept = [t for t, m in zip(ids, mask) if m and t not in stop_ids]
-        texts.append(tokenizer.decode(kept, skip_special_tokens=True))
-    return texts
 
 
 def make_rollout(model, reference, reward_source, tokenizer, records: list[dict], settings) -> Rollout:

@@ -6,12 +6,26 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from heal.errors import HealError
 from heal.models import run_folder
-from heal.ppo.config import LR_FULL, LR_LORA, LR_SMALL
+from heal.ppo.config import LEARNING_RATES, HealPPOConfig
+from heal.rl.rewards import RewardSpec
+
+if TYPE_CHECKING:  # annotations only: importing these at module level would pull in accelerate and torch
+    from accelerate import Accelerator
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LRScheduler
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from heal.models.loading import ModelInfo
+    from heal.ppo.kl import AdaptiveKLController, FixedKLController
+    from heal.ppo.models import PolicyAndValue
+    from heal.rl.rewards import JudgeSource, RewardModelSource
+    from heal.rl.sampling import RolloutSettings
 
 STATE_FILE = "trainer_state.json"  # written last: a checkpoint without it is incomplete (heal.models.run_folder)
 
@@ -50,35 +64,28 @@ def batch_sizes(training, world_size: int, n_prompts: int) -> Sizes:
     return Sizes(world_size, micro, local, batch, mini, mini // micro, updates)
 
 
-def default_learning_rate(model_args, policy_path: str) -> float:
-    from heal.ppo.models import built_from_heal_tiny
-
-    if built_from_heal_tiny(policy_path):
-        return LR_SMALL
-    return LR_LORA if model_args.use_peft else LR_FULL
-
-
 @dataclass
 class PPORun:
     """The live state of a run (one per process)."""
 
-    args: object  # HealPPOConfig
-    accelerator: object
-    model: object  # PolicyAndValue, prepared (DDP-wrapped under torchrun)
-    reference: object  # frozen initial policy, or None with LoRA
-    reward: object  # heal.ppo.rewards source
-    tokenizer: object
-    optimizer: object
-    scheduler: object
-    kl_ctl: object
-    settings: object  # heal.ppo.rollout.RolloutSettings
+    args: HealPPOConfig
+    accelerator: Accelerator
+    model: PolicyAndValue  # prepared: DDP-wrapped under torchrun (`unwrapped` is the module itself)
+    reference: PreTrainedModel | None  # frozen initial policy, or None with LoRA (the adapters disabled)
+    reward_spec: RewardSpec  # what --reward asked for, parsed once
+    reward: RewardModelSource | JudgeSource  # the scorer built from reward_spec
+    tokenizer: PreTrainedTokenizerBase
+    optimizer: Optimizer
+    scheduler: LRScheduler
+    kl_ctl: FixedKLController | AdaptiveKLController
+    settings: RolloutSettings
     sizes: Sizes
     prompts: list[dict]
+    info: ModelInfo  # where the policy came from (model card)
     step: int = 0  # PPO updates done
     rollouts_this_run: int = 0  # rollouts this process made since it started (resumes count from 0)
     updates_this_run: int = 0
     value_init: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def unwrapped(self):
@@ -109,32 +116,7 @@ def make_optimizer(training, model, total_steps: int):
     return optimizer, scheduler
 
 
-def trainable_checksum(model) -> float:
-    """Σ of every trainable weight: equal on every process when DDP kept them in sync."""
-    return sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)
-
-
-# --- the run folder and checkpoints ---------------------------------------------------------------------------------
-
-def claim_run_folder(folder: Path, fingerprint: dict, resume_from_checkpoint, overwrite: bool, stage: str,
-                     state) -> str | None:
-    """Check `folder` (heal.models.run_folder rules), claim it on the main process, and return the checkpoint to
-    resume from (None for a new run). On resume, what was logged after that checkpoint is dropped (it is redone)."""
-    resume = str(resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    mode = run_folder.check_output_dir(folder, fingerprint, resume, overwrite)
-    checkpoint = run_folder.resolve_checkpoint(folder, resume_from_checkpoint) if mode == "resume" else None
-    state.wait_for_everyone()
-    if state.is_main_process:
-        run_folder.claim_output_dir(folder, mode, fingerprint, stage)
-        if checkpoint:  # claim_output_dir kept only heal_run.json, metrics.jsonl and the checkpoints
-            run_folder.truncate_metrics(folder, checkpoint_step(checkpoint))
-    state.wait_for_everyone()
-    return checkpoint
-
-
-def checkpoint_step(checkpoint: str | None) -> int | None:
-    return int(Path(checkpoint).name.rsplit("-", 1)[-1]) if checkpoint else None
-
+# --- checkpoints (the run folder itself is heal.runs') ----------------------------------------------------------------
 
 def save_checkpoint(run: PPORun, folder: Path) -> None:
     """checkpoint-N/: accelerate's state (weights, optimizer, schedule, KL controller, every process's RNG), then
@@ -202,7 +184,7 @@ def value_start(script, reward, policy_path: str) -> tuple[str, bool, str]:
     from transformers import AutoConfig
 
     from heal.models.loading import model_location
-    from heal.ppo.rewards import RewardModelSource
+    from heal.rl.rewards import RewardModelSource
 
     if script.value_model_path:
         path = script.value_model_path
@@ -219,22 +201,24 @@ def value_start(script, reward, policy_path: str) -> tuple[str, bool, str]:
     return policy_path, True, f"the policy {policy_path} with a zero value head ({why})"
 
 
-def build_run(script, training, model_args, prompts: list[dict], sizes: Sizes, credentialed: bool,
-              trackers: list) -> PPORun:
+def build_run(script, training, model_args, reward_spec: RewardSpec, prompts: list[dict], sizes: Sizes,
+              credentialed: bool, trackers: list) -> PPORun:
     from accelerate.utils import set_seed
 
+    from heal import runs
     from heal.ppo.kl import make_kl_controller
     from heal.ppo.models import PolicyAndValue, load_policy_and_reference, load_value_model
-    from heal.ppo.rewards import make_reward_source
-    from heal.ppo.rollout import RolloutSettings
+    from heal.rl.rewards import make_reward_source
+    from heal.rl.sampling import RolloutSettings
 
     set_seed(training.seed)
     policy, reference, tokenizer, info = load_policy_and_reference(model_args, training)
-    reward = make_reward_source(script, training, tokenizer, credentialed)
+    reward = make_reward_source(reward_spec, script, tokenizer, credentialed, training.local_rollout_forward_batch_size)
     value_path, new_head, value_init = value_start(script, reward, model_args.model_name_or_path)
     value_model = load_value_model(value_path, tokenizer, model_args, new_head)
     if training.learning_rate is None:
-        training.learning_rate = default_learning_rate(model_args, model_args.model_name_or_path)
+        training.learning_rate = LEARNING_RATES.pick(runs.built_from_heal_tiny(model_args.model_name_or_path),
+                                                     model_args.use_peft)
     accelerator = make_accelerator(training, sizes.accumulation, trackers)
     model = PolicyAndValue(policy, value_model)
     optimizer, scheduler = make_optimizer(training, model,
@@ -251,10 +235,9 @@ def build_run(script, training, model_args, prompts: list[dict], sizes: Sizes, c
         missing_eos_penalty=training.missing_eos_penalty, system_prompt=script.system_prompt,
         policy_pass=sizes.local_mini_batch != sizes.local_batch or sizes.micro_batch != sizes.local_batch)
     kl_ctl = make_kl_controller(training.kl_coef, training.kl_target, training.kl_horizon)
-    return PPORun(args=training, accelerator=accelerator, model=model, reference=reference,
+    return PPORun(args=training, accelerator=accelerator, model=model, reference=reference, reward_spec=reward_spec,
                   reward=reward.to(accelerator.device), tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler,
-                  kl_ctl=kl_ctl, settings=settings, sizes=sizes, prompts=prompts, value_init=value_init,
-                  extra={"info": info})
+                  kl_ctl=kl_ctl, settings=settings, sizes=sizes, prompts=prompts, info=info, value_init=value_init)
 
 
 def max_prompt_length(training, config) -> int:
@@ -277,7 +260,7 @@ def check_prompt_lengths(training, model_args, script, prompt_sets: list[tuple[l
     from transformers import AutoConfig
 
     from heal.models.loading import load_tokenizer, model_location
-    from heal.ppo.rollout import encode_prompts
+    from heal.rl.sampling import encode_prompts
 
     name = model_args.model_name_or_path
     tokenizer = load_tokenizer(name, model_args.model_revision, model_args.trust_remote_code)

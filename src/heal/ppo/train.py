@@ -23,16 +23,25 @@ from pathlib import Path
 
 import torch
 
+from heal import runs
 from heal.config import make_parser as _make_parser
+from heal.contracts import VerbContract
 from heal.errors import HealError
 from heal.models import run_folder
 from heal.ppo.advantages import gae, masked_mean, masked_whiten, token_rewards
 from heal.ppo.config import CONFIG_TYPES, HealPPOConfig, PPOModelConfig, PPOScriptConfig
 from heal.ppo.kl import kl_penalty
 from heal.ppo.losses import entropy_from_logits, explained_variance, logprobs_of, policy_loss, value_loss
-from heal.ppo.rewards import sequence_inputs
+from heal.rl.heldout import summarize_run
+from heal.rl.rewards import sequence_inputs
 
 STAGE = "ppo"
+
+
+CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "reward_model_path",
+                                                 "value_model_path", "resume_from_checkpoint"),
+                        models=("model_name_or_path", "sft_model_path"), overwrite_field="overwrite_output_dir",
+                        summarize=summarize_run)
 
 
 def make_parser():
@@ -43,45 +52,51 @@ def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelC
     """Train, evaluate and save; return the run summary (also in <output_dir>/heal_run.json)."""
     from accelerate import PartialState
 
+    from heal.data.schema import is_credentialed
     from heal.ppo import report, setup
-    from heal.ppo.data import split_prompts
-    from heal.ppo.rewards import parse_reward
+    from heal.rl.prompts import split_prompts
+    from heal.rl.rewards import parse_reward, require_reward_model
 
     state = PartialState()
+    folder = Path(training.output_dir)
+    # 1. Check the request (the reward is parsed once, here) before anything heavy.
     policy_path = _policy_path(model_args, training)
     setup.check_settings(training)
-    kind, reward_model = parse_reward(script.reward, training.reward_model_path)
-    if kind == "model":
-        from heal.ppo.rewards import require_reward_model
-
-        require_reward_model(reward_model)  # before any model is loaded
+    reward = parse_reward(script.reward, training.reward_model_path)
+    if reward.kind == "model":
+        require_reward_model(reward.target)  # before any model is loaded
     trackers = report.trackers(training.report_to)
-    train_records, eval_records, prompts_path = split_prompts(script, reward_model if kind == "model" else None,
-                                                              training.seed)
+    # 2. Data (prompts), and the batch sizes and prompt lengths it must fit.
+    train_records, eval_records, prompts_path = split_prompts(script, reward.reward_model_path, training.seed)
     sizes = setup.batch_sizes(training, state.num_processes, len(train_records))
     setup.check_prompt_lengths(training, model_args, script, [(train_records, prompts_path),
                                                               (eval_records, script.eval_dataset_path or prompts_path)])
-    folder = Path(training.output_dir)
-    checkpoint = _claim(folder, script, training, policy_path, prompts_path, state)
-    credentialed = _credentialed(train_records, prompts_path)
-    run = setup.build_run(script, training, model_args, train_records, sizes, credentialed, trackers)
-    if checkpoint:
-        setup.load_checkpoint(run, checkpoint)
-    if state.is_main_process:
-        config = run_folder.config_dict(script, training, model_args)
-        run_folder.write_config(folder, {**config, "resume_from_checkpoint": None})
-    run.accelerator.init_trackers(training.run_name or "heal-ppo", config=_flat_config(script, training))
-    results = train(run, eval_records, folder, script, resumed=checkpoint is not None)
-    weights = _save_final(run, model_args, folder)
-    ranks = _rank_stats(run)
-    if state.is_main_process:
-        summary = _finish(run, folder, script, model_args, prompts_path, train_records, eval_records, results,
-                          weights, ranks, checkpoint, credentialed)
-        _print_summary(summary, folder)
-    state.wait_for_everyone()
+    # 3. Claim the folder: new, resumed (metrics.jsonl cut back to the checkpoint) or overwritten.
+    fingerprint = {"stage": STAGE, "model": policy_path, "reward": reward.fingerprint(),
+                   "dataset_path": runs.resolved_path(prompts_path)}
+    checkpoint = runs.claim_output_dir(folder, STAGE, fingerprint, training.resume_from_checkpoint,
+                                       script.overwrite_output_dir)
+    credentialed = is_credentialed(train_records, prompts_path)
+    with runs.failure_recorded(folder):
+        # 4. Models, optimizer, schedule, KL controller (heal.ppo.setup); the checkpoint's state on resume.
+        run = setup.build_run(script, training, model_args, reward, train_records, sizes, credentialed, trackers)
+        if checkpoint:
+            setup.load_checkpoint(run, checkpoint)
+        # 5. Resolved config; 6. trackers; 7. the PPO loop with the held-out before/after; 8. final policy.
+        runs.write_config(folder, script, training, model_args)
+        run.accelerator.init_trackers(training.run_name or "heal-ppo", config=_flat_config(script, training))
+        results = train(run, eval_records, folder, script, resumed=checkpoint is not None)
+        weights = _save_final(run, model_args, folder)
+        ranks = _rank_stats(run)
+        # 9. Card, publish.
+        if state.is_main_process:
+            summary = _finish(run, folder, script, model_args, prompts_path, train_records, eval_records, results,
+                              weights, ranks, checkpoint, credentialed)
+            _print_summary(summary, folder)
+    summary = runs.summary(folder)
     if trackers:
         run.accelerator.end_training()  # also ends the process group: nothing distributed may follow
-    return run_folder.read_run(folder) or {}
+    return summary
 
 
 # --- the PPO loop --------------------------------------------------------------------------------------------------
@@ -242,8 +257,7 @@ def _rollout_metrics(run, rollout, kl: torch.Tensor, returns: torch.Tensor, mask
 
 
 def _evaluate(run, records: list[dict], folder: Path, prefix: str) -> dict:
-    from heal.ppo.evaluate import evaluate
-    from heal.ppo.report import write_eval_answers
+    from heal.rl.heldout import evaluate, write_eval_answers
 
     run.model.eval()
     metrics, rows = {}, []
@@ -258,10 +272,8 @@ def _evaluate(run, records: list[dict], folder: Path, prefix: str) -> dict:
 
 
 def _log(run, folder: Path, metrics: dict) -> None:
-    from heal.ppo import report
-
     if run.accelerator.is_main_process:
-        report.append_row(folder, run.step, metrics)
+        run_folder.append_row(folder, run.step, metrics)
     run.accelerator.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=run.step)
 
 
@@ -274,30 +286,12 @@ def _earlier_eval(folder: Path) -> dict:
 # --- setting up and finishing --------------------------------------------------------------------------------------
 
 def _policy_path(model_args: PPOModelConfig, training: HealPPOConfig) -> str:
-    from heal.ppo.models import require_policy
-
     if training.sft_model_path:
         model_args.model_name_or_path = training.sft_model_path
-    name = require_policy(model_args.model_name_or_path, "PPO")
+    name = runs.require_policy(model_args.model_name_or_path, "PPO")
     if model_args.load_in_4bit or model_args.load_in_8bit:
         raise HealError("--load_in_4bit/--load_in_8bit: quantized PPO is not supported; use --use_peft (LoRA)")
     return name
-
-
-def _claim(folder: Path, script, training, policy_path: str, prompts_path: str, state) -> str | None:
-    """Check and claim the output folder; return the checkpoint to resume from, if any."""
-    from heal.ppo.setup import claim_run_folder
-
-    fingerprint = {"stage": STAGE, "model": policy_path, "reward": script.reward or training.reward_model_path,
-                   "dataset_path": str(Path(prompts_path).resolve())}
-    return claim_run_folder(folder, fingerprint, training.resume_from_checkpoint, script.overwrite_output_dir, STAGE,
-                            state)
-
-
-def _credentialed(records: list[dict], path: str) -> bool:
-    from heal.data.schema import is_credentialed
-
-    return is_credentialed(records, path)
 
 
 def _flat_config(script, training) -> dict:
@@ -331,30 +325,23 @@ def _rank_stats(run) -> list[dict]:
     """Every process's own counts (gathered: each process must call this)."""
     from accelerate.utils import gather_object
 
-    from heal.ppo.setup import trainable_checksum
-
     stats = {"rank": run.accelerator.process_index, "rollouts": run.rollouts_this_run,
-             "updates": run.updates_this_run, "trainable_checksum": trainable_checksum(run.unwrapped)}
+             "updates": run.updates_this_run, "trainable_checksum": runs.trainable_checksum(run.unwrapped)}
     return gather_object([stats])
 
 
 def _finish(run, folder: Path, script, model_args, prompts_path, train_records, eval_records, results: dict,
             weights: str, ranks: list[dict], checkpoint: str | None, credentialed: bool) -> dict:
     from heal.ppo import report
-    from heal.ppo.setup import checkpoint_step
 
     report.plot_curves(folder, f"{folder.name}: PPO on {script.task()}")
     metrics = report.key_metrics(results, folder)
-    reward_desc = (f"the reward model `{run.args.reward_model_path}`" if not script.reward else
-                   f"`{script.reward}`" + (" (an AI judge's score: d-RLAIF)" if script.reward.startswith("judge:")
-                                           else " (a verifiable rule)"))
-    card = report.model_card(folder, script, run.args, model_args, run.extra["info"], reward_desc, run.value_init,
+    reward_desc = run.reward_spec.describe()
+    card = report.model_card(folder, script, run.args, model_args, run.info, reward_desc, run.value_init,
                              prompts_path, len(train_records), len(eval_records), metrics, weights, credentialed)
-    card.write(folder / run_folder.STAGING)
-    files = run_folder.publish(folder)
-    return run_folder.update_run(
-        folder, status="complete", weights=weights, files=files, metrics=metrics, reward=reward_desc,
-        value_init=run.value_init, resumed_from_step=checkpoint_step(checkpoint),
+    return runs.publish(
+        folder, card, weights=weights, metrics=metrics, reward=reward_desc,
+        value_init=run.value_init, resumed_from_step=runs.checkpoint_step(checkpoint),
         distributed={"world_size": run.sizes.world_size, "ranks": ranks},
         batch={"rollouts_per_update": run.sizes.batch, "rollouts_per_process": run.sizes.local_batch,
                "updates": run.sizes.updates},

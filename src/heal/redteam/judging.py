@@ -190,3 +190,11 @@ def grade_rows(rows: list[dict], graders: list[str], safety_judge=None, threshol
     for row in rows:
         row["success"] = attack_success(row, threshold) if row["label"] == UNSAFE else None
     return rows
+
+
+def labelled_features(rows: list[dict], embedder=None):
+    """Features of labelled rows (heal.redteam.learned.load_labelled), computed as the judge computes them
+    (here, not in heal.redteam.learned, which this module imports: no cycle)."""
+    embedder = embedder or default_embedder()
+    pairs = [(row["prompt"], row["response"]) for row in rows]
+    return learned_features(pairs, relevance(pairs, embedder), embedder)

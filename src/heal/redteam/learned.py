@@ -115,12 +115,3 @@ def load_labelled(path: Path) -> list[dict]:
     return [{"id": row.get("id", i), "prompt": str(row.get("prompt") or ""),
              "response": str(row.get("completion") or ""), "gold": XSTEST_LABELS[row["final_label"]]}
             for i, row in enumerate(rows)]
-
-
-def labelled_features(rows: list[dict], embedder=None):
-    """Features of labelled rows, computed as the judge computes them."""
-    from heal.redteam.judging import default_embedder, learned_features, relevance
-
-    embedder = embedder or default_embedder()
-    pairs = [(row["prompt"], row["response"]) for row in rows]
-    return learned_features(pairs, relevance(pairs, embedder), embedder)

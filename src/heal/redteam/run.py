@@ -28,6 +28,7 @@ from pathlib import Path
 
 from heal import __version__
 from heal.config import make_parser as _make_parser
+from heal.contracts import StageSummary, VerbContract, fmt, read_json, short
 from heal.errors import HealError
 from heal import results
 from heal.eval.config import GenerationArgs
@@ -38,6 +39,32 @@ from heal.models.tiny import TinyConfig
 
 DEFAULT_MAX_NEW_TOKENS = 128  # refusals come first; enough of the answer to judge compliance
 CHUNK_BATCHES = 4  # save progress every this many generation batches
+
+
+
+def summarize(output: Path) -> StageSummary:
+    """The run report's view of a red-team results folder: ASR and over-refusal, the heatmap, the worst cases."""
+    info = read_json(output / "redteam.json")
+    o = info.get("overall", {})
+    summary = StageSummary(metrics=o, headline=f"ASR {fmt(o.get('asr'))} on {o.get('harmful', '?')} attacks, "
+                                    f"non-answers {fmt(o.get('non_answer_rate'))}, "
+                                    f"over-refusal {fmt(o.get('over_refusal'))}")
+    if o:
+        summary.results = [(f"attack success rate ({o.get('harmful', '?')} attacked requests)", fmt(o.get("asr"))),
+                           ("refusal rate (harmful)", fmt(o.get("refusal_rate"))),
+                           ("non-answer rate (harmful)", fmt(o.get("non_answer_rate"))),
+                           (f"over-refusal ({o.get('benign', '?')} benign requests)", fmt(o.get("over_refusal")))]
+    if (output / "asr_heatmap.png").is_file():
+        summary.figures = [("attack success per attack × category", output / "asr_heatmap.png")]
+    worst = [{"attack": w.get("attack", ""), "category": w.get("category", ""), "prompt": short(w["prompt"], 160),
+              "response": short(w.get("response", ""), 200)} for w in info.get("worst_examples", [])[:4]]
+    if worst:
+        summary.examples = [("harmful requests answered (worst cases)", worst)]
+    return summary
+
+
+CONTRACT = VerbContract(output="folder", inputs=("adversarial_prompts_path",), models=("model_path",),
+                        summarize=summarize)
 
 
 def make_parser():

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig, RewardConfig
 
+from heal.data.schema import TASK_CHOICES, training_task
 from heal.models.tiny import TinyConfig
-from heal.sft.config import TASK_ALIASES, TASK_CHOICES
+from heal.runs import CheckpointingDefaults, LearningRates
 
 LR_FROM_SCRATCH = 1e-3  # heal-tiny as a reward backbone starts from random weights
 LR_FULL = 1e-5  # full fine-tuning of a pretrained backbone (TRL's reward example uses 1e-5 … 2e-5)
 LR_LORA = 1e-4
+LEARNING_RATES = LearningRates(small=LR_FROM_SCRATCH, lora=LR_LORA, full=LR_FULL)
 
 
 @dataclass
@@ -52,22 +54,7 @@ class RewardScriptConfig:
         "help": "DANGER: let credentialed (MIMIC) records reach a non-loopback judge (PhysioNet DUA forbids it)."})
 
     def task(self) -> str:
-        return TASK_ALIASES.get(self.dataset, self.dataset)
-
-
-@dataclass
-class CheckpointingDefaults:
-    """What `heal reward`, `heal dpo`, `heal grpo` and `heal ppo` share on top of their trainer's config: two kept
-    checkpoints, `--resume_from_checkpoint last`, and the device defaults of `heal sft`. Listed first among the bases,
-    so these defaults win over the trainer config's and its __post_init__ runs after the device defaults."""
-
-    save_total_limit: int | None = field(default=2, metadata={"help": "Keep only the newest N checkpoints."})
-    resume_from_checkpoint: str | None = field(default=None, metadata={
-        "help": "Continue a run: 'last' for the newest checkpoint in --output_dir, or a checkpoint path."})
-
-    def __post_init__(self):
-        apply_device_defaults(self)
-        super().__post_init__()
+        return training_task(self.dataset)
 
 
 @dataclass
@@ -84,23 +71,10 @@ class HealRewardConfig(CheckpointingDefaults, RewardConfig):
     num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training pairs."})
     gradient_checkpointing: bool | None = field(default=None, metadata={
         "help": "Deprecated alias of --activation_checkpointing (transformers 5).", "nargs": "?", "const": True})
-    eval_strategy: str = field(default="epoch", metadata={"help": "When to measure pairwise accuracy: no, steps, epoch."})
+    eval_strategy: str = field(default="epoch", metadata={
+        "help": "When to measure pairwise accuracy: no, steps, epoch."})
     save_strategy: str = field(default="steps", metadata={"help": "When to checkpoint: no, steps or epoch."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N optimizer steps."})
-
-
-def apply_device_defaults(args) -> None:
-    """The device defaults `heal sft` uses too: gloo under torchrun without GPUs, bf16 only where supported."""
-    import torch
-
-    from heal.sft.config import _multi_process_without_gpu
-
-    if _multi_process_without_gpu(torch) and not args.use_cpu:
-        args.use_cpu = True
-    if args.bf16 is None and not args.fp16:
-        args.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if not torch.cuda.is_available():
-        args.dataloader_pin_memory = False
 
 
 @dataclass

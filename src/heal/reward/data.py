@@ -81,7 +81,7 @@ def _judge_pairs(path: str, script, policy: str | None, out: Path) -> list[dict]
 
 def load_pairs(script, policy: str | None, folder: Path) -> tuple[list[dict], list[dict], str]:
     """(train pairs, eval pairs, provenance)."""
-    from heal.sft.data import split_eval
+    from heal.data.splits import split_eval
 
     if not script.dataset_path:
         raise HealError("--dataset_path is required: preference pairs, or a processed file to derive them from")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from heal.contracts import StageSummary, fmt, loss_curve, run_metrics
 from heal.models import run_folder
 from heal.models.card import ModelCard
 
@@ -46,3 +47,12 @@ def model_card(folder: Path, script, training, model_args, source: str, train_pa
         data=data, training=run, metrics=metrics, files=files, usage=USAGE.format(path=folder),
         credentialed=is_credentialed(train_pairs, script.dataset_path), pipeline_tag="text-classification",
     )
+
+
+def summarize(output: Path) -> StageSummary:
+    """The run report's view of a reward model run folder: pairwise accuracy before → after."""
+    run, m = run_metrics(output)
+    before_after = f"{fmt(m.get('eval_before/accuracy'))} → {fmt(m.get('eval/accuracy'))}"
+    results = [("pairwise accuracy, held-out pairs (before → after)", before_after)] if "eval/accuracy" in m else []
+    return StageSummary(headline=f"pairwise accuracy {before_after} ({run.get('data', {}).get('eval_pairs', '?')} "
+                                 "held-out pairs)", metrics=m, results=results, curves=loss_curve(output))

@@ -18,17 +18,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from heal import runs
 from heal.config import make_parser as _make_parser
+from heal.contracts import VerbContract
 from heal.errors import HealError
 from heal.models import run_folder
 from heal.models.tiny import TinyConfig
-from heal.sft.train import _train_and_evaluate as train_and_evaluate
-from heal.reward.config import (CONFIG_TYPES, LR_FROM_SCRATCH, LR_FULL, LR_LORA, HealRewardConfig,
-                                RewardModelConfig, RewardScriptConfig)
+from heal.reward.report import summarize
+from heal.reward.config import CONFIG_TYPES, LEARNING_RATES, HealRewardConfig, RewardModelConfig, RewardScriptConfig
 
 STAGE = "reward"
 NORMALIZATION_SAMPLES = 512  # reference answers scored for the normalisation statistics
 MIN_STD = 1e-3  # a reward model whose answers all score within this spread gets no rescaling (std 1)
+
+
+CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "resume_from_checkpoint"),
+                        models=("model_name_or_path",), overwrite_field="overwrite_output_dir", summarize=summarize)
 
 
 def make_parser():
@@ -39,44 +44,44 @@ def main(script: RewardScriptConfig, training: HealRewardConfig, model_args: Rew
          tiny: TinyConfig | None = None) -> dict:
     from accelerate import PartialState
 
-    tiny = tiny or TinyConfig()
-    state = PartialState()
-    source = _check_model(model_args, tiny)
-    policy = script.policy_name or (model_args.model_name_or_path if source != "heal-tiny" else None)
-    folder = Path(training.output_dir)
-    fingerprint = {"stage": STAGE, "model": model_args.model_name_or_path, "dataset": script.task(),
-                   "dataset_path": str(Path(script.dataset_path).resolve()) if script.dataset_path else None,
-                   "judge": script.judge, "use_peft": model_args.use_peft}
-    resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    mode = run_folder.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
-    checkpoint = run_folder.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
     from heal.reward.data import load_pairs
 
-    if not script.judge:  # bad pairs are reported before the output folder is touched
+    tiny = tiny or TinyConfig()
+    folder = Path(training.output_dir)
+    # 1. Check the request and the output folder before anything heavy.
+    source = _check_model(model_args, tiny)
+    policy = script.policy_name or (model_args.model_name_or_path if source != "heal-tiny" else None)
+    fingerprint = {"stage": STAGE, "model": model_args.model_name_or_path, "dataset": script.task(),
+                   "dataset_path": runs.resolved_path(script.dataset_path), "judge": script.judge,
+                   "use_peft": model_args.use_peft}
+    plan = runs.plan_output_dir(folder, STAGE, fingerprint, training.resume_from_checkpoint,
+                                script.overwrite_output_dir)
+    # 2. Data: bad pairs are reported before the output folder is touched (AI-labelled pairs are made in it).
+    if not script.judge:
         train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
-    if state.is_main_process:
-        run_folder.claim_output_dir(folder, mode, fingerprint, STAGE)
-    state.wait_for_everyone()
-    if script.judge:  # AI labelling keeps its pairs in the run folder
-        train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
-    model, tokenizer = _load_backbone(model_args, training, tiny, source, train_pairs, checkpoint)
-    _resolve_defaults(training, model_args, source, model, bool(eval_pairs))
-    if state.is_main_process:
-        run_folder.write_config(folder, run_folder.config_dict(script, training, model_args,
-                                                             *([tiny] if source == "heal-tiny" else [])))
-    trainer = _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs)
-    results = train_and_evaluate(trainer, checkpoint)  # eval before (eval_on_start), train, eval after
-    final = _final_model(trainer, model_args)
-    stats = _normalize(final, tokenizer, train_pairs, script.normalize_rewards)
-    if state.is_main_process:
-        staging = run_folder.staging_dir(folder)
-        final.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        run = _finish(folder, script, training, model_args, source, train_pairs, eval_pairs, provenance, results,
-                      stats, checkpoint)
-        _print_summary(run, folder)
-    state.wait_for_everyone()
-    return run_folder.read_run(folder) or {}
+    # 3. Claim the folder: new, resumed (metrics.jsonl cut back to the checkpoint) or overwritten.
+    checkpoint = runs.claim(plan)
+    with runs.failure_recorded(folder):
+        if script.judge:  # AI labelling keeps its pairs in the run folder
+            train_pairs, eval_pairs, provenance = load_pairs(script, policy, folder)
+        # 4. Model, and the defaults that depend on it.
+        model, tokenizer = _load_backbone(model_args, training, tiny, source, train_pairs, checkpoint)
+        _resolve_defaults(training, model_args, source, model, bool(eval_pairs))
+        # 5. Resolved config; 6. trainer; 7. train and evaluate (eval_on_start: accuracy before, then after).
+        runs.write_config(folder, script, training, model_args, *([tiny] if source == "heal-tiny" else []))
+        trainer = _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs)
+        results = runs.train_and_evaluate(trainer, checkpoint)
+        # 8. Final model (LoRA merged), normalised on the reference answers; 9. card, publish.
+        final = _final_model(trainer, model_args)
+        stats = _normalize(final, tokenizer, train_pairs, script.normalize_rewards)
+        if PartialState().is_main_process:
+            staging = run_folder.staging_dir(folder)
+            final.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            run = _finish(folder, script, training, model_args, source, train_pairs, eval_pairs, provenance,
+                          results, stats, checkpoint)
+            _print_summary(run, folder)
+    return runs.summary(folder)
 
 
 def _check_model(model_args: RewardModelConfig, tiny: TinyConfig) -> str:
@@ -141,8 +146,7 @@ def _resolve_defaults(training: HealRewardConfig, model_args, source: str, model
     from transformers.trainer_utils import IntervalStrategy
 
     if training.learning_rate is None:
-        training.learning_rate = (LR_FROM_SCRATCH if source == "heal-tiny" else
-                                  LR_LORA if model_args.use_peft else LR_FULL)
+        training.learning_rate = LEARNING_RATES.pick(source == "heal-tiny", model_args.use_peft)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit and training.max_length and training.max_length > limit:
         training.max_length = limit
@@ -166,11 +170,8 @@ def _dataset(tokenizer, pairs: list[dict]):
 def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs):
     from trl import RewardTrainer, get_peft_config
 
-    from heal.sft.trainer import MetricsCallback
-
-    class HealRewardTrainer(RewardTrainer):
-        def create_model_card(self, *args, **kwargs):
-            """HEAL writes its own card once the final model is saved (see heal.sft.trainer for why)."""
+    class HealRewardTrainer(runs.NoTrlModelCard, RewardTrainer):
+        pass
 
     peft_config = get_peft_config(model_args)
     if peft_config is not None:
@@ -178,7 +179,7 @@ def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pai
     return HealRewardTrainer(model=model, args=training, processing_class=tokenizer,
                              train_dataset=_dataset(tokenizer, train_pairs),
                              eval_dataset=_dataset(tokenizer, eval_pairs) if eval_pairs else None,
-                             peft_config=peft_config, callbacks=[MetricsCallback(training.output_dir)])
+                             peft_config=peft_config, callbacks=[runs.metrics_callback(training.output_dir)])
 
 
 def _final_model(trainer, model_args):
@@ -239,13 +240,9 @@ def _finish(folder: Path, script, training, model_args, source, train_pairs, eva
         metrics.update({"reward/reference_mean_raw": stats["mean"], "reward/reference_std_raw": stats["std"]})
     card = model_card(folder, script, training, model_args, source, train_pairs, eval_pairs, provenance, metrics,
                       stats)
-    card.write(folder / run_folder.STAGING)
-    files = run_folder.publish(folder)
-    return run_folder.update_run(folder, status="complete", files=files, metrics=metrics, pairs=provenance,
-                                credentialed=card.credentialed,
-                                normalization=stats, resumed_from_step=int(Path(checkpoint).name.rsplit("-", 1)[-1])
-                                if checkpoint else None,
-                                data={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)})
+    return runs.publish(folder, card, metrics=metrics, pairs=provenance, credentialed=card.credentialed,
+                        normalization=stats, resumed_from_step=runs.checkpoint_step(checkpoint),
+                        data={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)})
 
 
 def _print_summary(run: dict, folder: Path) -> None:

@@ -12,7 +12,9 @@ from typing import Literal
 
 from trl import ModelConfig, SFTConfig
 
+from heal.data.schema import TASK_CHOICES, training_task
 from heal.models.tiny import TinyConfig
+from heal.runs import LearningRates, apply_device_defaults
 
 # --dataset: the task. It picks the default max_length and says which columns a file without prompt/completion may
 # use instead (the seed's and the upstream data sets' own column names; see heal.sft.data).
@@ -23,14 +25,13 @@ TASK_MAX_LENGTH = {
     "safety": 1024,  # a request and a short safe answer
     "other": 1024,
 }
-TASK_ALIASES = {"aci_bench": "aci", "medsafety": "safety", "mimic_bhc": "mimic", "mimic_di": "mimic"}
-TASK_CHOICES = (*TASK_MAX_LENGTH, *TASK_ALIASES)
 
 # heal-tiny starts from random weights: SFT on it is pre-training, which wants a higher rate. On 900 synthetic PubMedQA
 # records, 3 epochs at 1e-3 left the eval loss at 0.53 (answers always "yes"); at 2e-3 it was 0.03 after 3 epochs.
 LR_FROM_SCRATCH = 2e-3
 LR_LORA = 2e-4  # the usual LoRA rate (TRL's LoRA example, QLoRA paper)
 LR_FULL = 2e-5  # TRL's full fine-tuning default
+LEARNING_RATES = LearningRates(small=LR_FROM_SCRATCH, lora=LR_LORA, full=LR_FULL)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class SFTScriptConfig:
         "help": "Measure eval loss before the first step too, so the model card shows how far it fell."})
 
     def task(self) -> str:
-        return TASK_ALIASES.get(self.dataset, self.dataset)
+        return training_task(self.dataset)
 
 
 @dataclass
@@ -89,25 +90,8 @@ class HealSFTConfig(SFTConfig):
         "help": "Continue a run: 'last' (or 'true') for the newest checkpoint in --output_dir, or a checkpoint path."})
 
     def __post_init__(self):
-        # TRL defaults bf16 to on; on a CPU that is slow and lossy for small models, so HEAL turns it on only where
-        # the hardware supports it (--bf16 true still forces it).
-        import torch
-
-        if _multi_process_without_gpu(torch) and not self.use_cpu:
-            # Under torchrun on a machine without GPUs, accelerate only sets up gloo for CPU runs that say so.
-            self.use_cpu = True
-        if self.bf16 is None and not self.fp16:
-            self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-        if not torch.cuda.is_available():
-            self.dataloader_pin_memory = False  # nothing to pin to; torch warns on every dataloader otherwise
+        apply_device_defaults(self)  # heal.runs: gloo without GPUs, bf16 only where supported
         super().__post_init__()
-
-
-def _multi_process_without_gpu(torch) -> bool:
-    import os
-
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return launched and not torch.cuda.is_available() and not torch.backends.mps.is_available()
 
 
 @dataclass

@@ -15,7 +15,6 @@ completion with the same templates `heal prep` uses:
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from heal.data.io import check_input_path, read_records
@@ -116,21 +115,6 @@ def load_sft_records(path: str | None, task: str, flag: str = "--dataset_path") 
         raise HealError(f"{path}: {flag} file not found; write it with `heal prep` first")
     check_input_path(path, "dataset")
     return to_sft_records(read_records(path), task, path)
-
-
-def split_eval(records: list[dict], size: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Hold out a seeded random `size` (share if < 1, count if >= 1) of `records` for evaluation."""
-    if size <= 0:
-        return records, []
-    count = int(round(size * len(records))) if size < 1 else int(size)
-    count = max(1, count)
-    if count >= len(records):
-        raise HealError(f"--eval_split_size {size:g} leaves no training records out of {len(records)}; lower it or "
-                        "pass --eval_dataset_path")
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:count])
-    return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
 
 
 def credentialed(records: list[dict], path: str | None) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from heal.contracts import StageSummary, fmt, loss_curve, run_metrics
 from heal.models import run_folder
 from heal.models.card import ModelCard
 
@@ -77,3 +78,10 @@ def model_card(folder: Path, script, training, model_args, info, train_records: 
         data=data, training=run, metrics=metrics, credentialed=credentialed, files=files,
         usage=USAGE.format(path=folder),
     )
+
+
+def summarize(output: Path) -> StageSummary:
+    """The run report's view of an SFT run folder."""
+    _, m = run_metrics(output)
+    return StageSummary(headline=f"{fmt(m.get('train/global_step'))} steps, last loss {fmt(m.get('train/last_loss'))}",
+                        metrics=m, curves=loss_curve(output))

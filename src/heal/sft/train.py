@@ -15,17 +15,23 @@ has the full guide.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
+from heal import runs
 from heal.config import make_parser as _make_parser
+from heal.contracts import VerbContract
 from heal.errors import HealError
 from heal.models import run_folder
-from heal.sft.config import (CONFIG_TYPES, LR_FROM_SCRATCH, LR_FULL, LR_LORA, TASK_MAX_LENGTH, HealModelConfig,
-                             HealSFTConfig, SFTScriptConfig)
 from heal.models.tiny import TinyConfig
+from heal.sft.report import summarize
+from heal.sft.config import (CONFIG_TYPES, LEARNING_RATES, TASK_MAX_LENGTH, HealModelConfig, HealSFTConfig,
+                             SFTScriptConfig)
 
 STAGE = "sft"
+
+
+CONTRACT = VerbContract(output="folder", inputs=("dataset_path", "eval_dataset_path", "resume_from_checkpoint"),
+                        models=("model_name_or_path",), overwrite_field="overwrite_output_dir", summarize=summarize)
 
 
 def make_parser():
@@ -38,53 +44,35 @@ def main(script: SFTScriptConfig, training: HealSFTConfig, model_args: HealModel
     from accelerate import PartialState
 
     tiny = tiny or TinyConfig()
-    state = PartialState()
+    folder = Path(training.output_dir)
+    # 1. Check the request and the output folder before anything heavy.
     source = _check_model_request(model_args, training, tiny)
+    plan = runs.plan_output_dir(folder, STAGE, _fingerprint(script, model_args, tiny, training.seed),
+                                training.resume_from_checkpoint, script.overwrite_output_dir)
+    # 2. Data.
     train_records, eval_records = _load_data(script, training.seed)
     if training.push_to_hub and _credentialed(script, train_records):
         raise HealError(f"{script.dataset_path}: credentialed data (MIMIC) must not leave this machine; drop "
                         "--push_to_hub (PhysioNet data use agreement)")
-    folder = Path(training.output_dir)
-    fingerprint = _fingerprint(script, model_args, tiny, training.seed)
-    resume = str(training.resume_from_checkpoint or "").lower() not in ("", "false", "none", "no")
-    mode = run_folder.check_output_dir(folder, fingerprint, resume, script.overwrite_output_dir)
-    checkpoint = run_folder.resolve_checkpoint(folder, training.resume_from_checkpoint) if mode == "resume" else None
-    state.wait_for_everyone()
-    if state.is_main_process:
-        run_folder.claim_output_dir(folder, mode, fingerprint, STAGE)
-        if checkpoint:
-            run_folder.truncate_metrics(folder, _checkpoint_step(checkpoint))
-    state.wait_for_everyone()
-
-    try:
-        _run(script, training, model_args, tiny, source, train_records, eval_records, checkpoint)
-    except BaseException as error:  # the folder must say the run did not finish (it holds no final model)
-        if state.is_main_process:
-            run_folder.update_run(folder, status="failed", error=f"{type(error).__name__}: {error}"[:500])
-        raise
-    state.wait_for_everyone()
-    return run_folder.read_run(folder) or {}
-
-
-def _run(script, training, model_args, tiny, source, train_records, eval_records, checkpoint) -> None:
-    """Load, train, evaluate, save: the part of a run that happens inside its output folder."""
-    from accelerate import PartialState
-
-    state, folder = PartialState(), Path(training.output_dir)
-    model, tokenizer, info = _load_policy(model_args, training, tiny, source, train_records, checkpoint)
-    _resolve_defaults(training, model_args, source, script.task(), model, bool(eval_records))
-    training.eval_on_start = training.eval_on_start or bool(eval_records and script.eval_before_training
-                                                            and checkpoint is None)
-    if state.is_main_process:
-        run_folder.write_config(folder, _resolved_config(script, training, model_args, tiny, source))
-    trainer = _build_trainer(model, tokenizer, training, model_args, script, train_records, eval_records)
-    results = _train_and_evaluate(trainer, checkpoint)
-    ranks = _rank_stats(trainer)
-    weights = _save_final(trainer, tokenizer, model_args, folder)
-    if state.is_main_process:
-        summary = _finish(folder, script, training, model_args, info, train_records, eval_records, results,
-                          weights, ranks, checkpoint)
-        _print_summary(summary, folder)
+    # 3. Claim the folder: new, resumed (metrics.jsonl cut back to the checkpoint) or overwritten.
+    checkpoint = runs.claim(plan)
+    with runs.failure_recorded(folder):
+        # 4. Model, and the defaults that depend on it.
+        model, tokenizer, info = _load_policy(model_args, training, tiny, source, train_records, checkpoint)
+        _resolve_defaults(training, model_args, source, script.task(), model, bool(eval_records))
+        training.eval_on_start = training.eval_on_start or bool(eval_records and script.eval_before_training
+                                                                and checkpoint is None)
+        # 5. Resolved config; 6. trainer; 7. train and evaluate; 8. final model; 9. card, publish.
+        runs.write_config(folder, script, training, model_args, *([tiny] if source == "heal-tiny" else []))
+        trainer = _build_trainer(model, tokenizer, training, model_args, script, train_records, eval_records)
+        results = runs.train_and_evaluate(trainer, checkpoint)
+        ranks = _rank_stats(trainer)
+        weights = runs.save_final(trainer, tokenizer, model_args, folder)
+        if PartialState().is_main_process:
+            summary = _finish(folder, script, training, model_args, info, train_records, eval_records, results,
+                              weights, ranks, checkpoint)
+            _print_summary(summary, folder)
+    return runs.summary(folder)
 
 
 # --- checks before anything heavy ----------------------------------------------------------------------------------
@@ -102,7 +90,7 @@ def _check_model_request(model_args: HealModelConfig, training: HealSFTConfig, t
         if model_args.use_peft and not model_args.merge_adapter:
             raise HealError("--merge_adapter false: an adapter needs a base model others can load, and heal-tiny "
                             "is built inside the run; keep --merge_adapter true (the default)")
-    if model_args.use_peft and model_args.merge_adapter and _sharded(training) and source == "heal-tiny":
+    if model_args.use_peft and model_args.merge_adapter and runs.sharded(training) and source == "heal-tiny":
         raise HealError("LoRA on heal-tiny under FSDP/ZeRO-3 is not supported; use DDP or full fine-tuning")
     if not model_args.use_peft and (model_args.lora_target_modules or model_args.use_dora):
         raise HealError("--lora_target_modules/--use_dora need --use_peft (LoRA); add it or drop them")
@@ -126,15 +114,9 @@ def _check_qlora(model_args: HealModelConfig, source: str) -> None:
         raise HealError(f"{flag}: heal-tiny is built in memory and is not quantized; use a Hub or local model")
 
 
-def _sharded(training: HealSFTConfig) -> bool:
-    deepspeed = training.deepspeed
-    zero3 = bool(deepspeed) and "3" in str(deepspeed if isinstance(deepspeed, str) else
-                                           deepspeed.get("zero_optimization", {}).get("stage", ""))
-    return bool(training.fsdp) or zero3
-
-
 def _load_data(script: SFTScriptConfig, seed: int) -> tuple[list[dict], list[dict]]:
-    from heal.sft.data import load_sft_records, split_eval
+    from heal.data.splits import split_eval
+    from heal.sft.data import load_sft_records
 
     task = script.task()
     records = load_sft_records(script.dataset_path, task)
@@ -161,17 +143,12 @@ def _fingerprint(script: SFTScriptConfig, model_args: HealModelConfig, tiny: Tin
 
     fingerprint = {
         "stage": STAGE, "model": model_args.model_name_or_path, "dataset": script.task(),
-        "dataset_path": str(Path(script.dataset_path).resolve()) if script.dataset_path else None,
-        "eval_dataset_path": str(Path(script.eval_dataset_path).resolve()) if script.eval_dataset_path else None,
-        "use_peft": model_args.use_peft,
+        "dataset_path": runs.resolved_path(script.dataset_path),
+        "eval_dataset_path": runs.resolved_path(script.eval_dataset_path), "use_peft": model_args.use_peft,
     }
     if model_args.model_name_or_path == "heal-tiny":
         fingerprint.update(seed=seed, **dataclasses.asdict(tiny))
     return fingerprint
-
-
-def _checkpoint_step(checkpoint: str) -> int:
-    return int(Path(checkpoint).name.rsplit("-", 1)[-1])
 
 
 # --- model and defaults --------------------------------------------------------------------------------------------
@@ -230,8 +207,7 @@ def _resolve_defaults(training: HealSFTConfig, model_args: HealModelConfig, sour
     from transformers.trainer_utils import IntervalStrategy
 
     if training.learning_rate is None:
-        training.learning_rate = (LR_FROM_SCRATCH if source == "heal-tiny" else
-                                  LR_LORA if model_args.use_peft else LR_FULL)
+        training.learning_rate = LEARNING_RATES.pick(source == "heal-tiny", model_args.use_peft)
     limit = getattr(model.config, "max_position_embeddings", None)
     if training.max_length is None:
         training.max_length = min(TASK_MAX_LENGTH[task], limit or TASK_MAX_LENGTH[task])
@@ -245,12 +221,6 @@ def _resolve_defaults(training: HealSFTConfig, model_args: HealModelConfig, sour
         training.do_eval = False
 
 
-def _resolved_config(script, training, model_args, tiny, source: str) -> dict:
-    config = run_folder.config_dict(script, training, model_args, *([tiny] if source == "heal-tiny" else []))
-    config["resume_from_checkpoint"] = None  # rerunning the config starts a run; resuming is a flag
-    return config
-
-
 # --- training ------------------------------------------------------------------------------------------------------
 
 def _build_trainer(model, tokenizer, training, model_args, script, train_records, eval_records):
@@ -258,7 +228,7 @@ def _build_trainer(model, tokenizer, training, model_args, script, train_records
     from trl import get_peft_config
 
     from heal.models.prompting import format_example, stop_token_ids
-    from heal.sft.trainer import HealSFTTrainer, MetricsCallback
+    from heal.sft.trainer import HealSFTTrainer
 
     def to_dataset(records: list[dict]):
         rows = [format_example(tokenizer, r["prompt"], r["completion"], script.system_prompt) for r in records]
@@ -268,72 +238,8 @@ def _build_trainer(model, tokenizer, training, model_args, script, train_records
     return HealSFTTrainer(
         model=model, args=training, processing_class=tokenizer,
         train_dataset=to_dataset(train_records), eval_dataset=to_dataset(eval_records) if eval_records else None,
-        peft_config=get_peft_config(model_args), callbacks=[MetricsCallback(training.output_dir)],
+        peft_config=get_peft_config(model_args), callbacks=[runs.metrics_callback(folder=training.output_dir)],
     )
-
-
-def _train_and_evaluate(trainer, checkpoint: str | None) -> dict:
-    """Train (resumed from `checkpoint` if given) and return namespaced metrics: eval loss at step 0 (eval_on_start,
-    inside train(): an evaluate() called before train() leaves DDP ranks out of sync), train loss, final eval loss."""
-    started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=checkpoint)
-    results = {"train/mean_loss": output.training_loss, "train/global_step": output.global_step,
-               "train/epochs": output.metrics.get("epoch"), "train/wall_seconds": time.perf_counter() - started}
-    if trainer.eval_dataset is None:
-        return results
-    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
-    if evals and evals[0].get("step") == 0 and checkpoint is None:
-        results.update(run_folder.namespaced({f"eval_before_{k[5:]}": v for k, v in evals[0].items()
-                                             if k.startswith("eval_")}))
-    if evals and evals[-1].get("step") == trainer.state.global_step and trainer.state.global_step > 0:
-        after = {k: v for k, v in evals[-1].items() if k.startswith("eval_")}  # the last step was just evaluated
-    else:
-        after = trainer.evaluate()
-    results.update(run_folder.namespaced(after))
-    return results
-
-
-def _save_final(trainer, tokenizer, model_args: HealModelConfig, folder: Path) -> str:
-    """Write the final model to the staging folder (all ranks take part: FSDP/ZeRO gather the weights)."""
-    state = trainer.accelerator
-    staging = folder / run_folder.STAGING
-    if state.is_main_process:
-        run_folder.staging_dir(folder)
-    state.wait_for_everyone()
-    if not model_args.use_peft:
-        trainer.save_model(str(staging))
-        weights = "full model (all weights fine-tuned)"
-    elif not model_args.merge_adapter:
-        trainer.save_model(str(staging))
-        weights = f"LoRA adapter only (r={model_args.lora_r}); load it with its base model"
-    else:
-        _save_merged(trainer, tokenizer, staging)
-        weights = f"LoRA (r={model_args.lora_r}, alpha={model_args.lora_alpha}) merged into the base weights"
-    state.wait_for_everyone()
-    return weights
-
-
-def _save_merged(trainer, tokenizer, staging: Path) -> None:
-    state = trainer.accelerator
-    if _sharded(trainer.args):  # the adapter is gathered by save_model, then merged on one process
-        trainer.save_model(str(staging / "adapter"))
-        state.wait_for_everyone()
-        if state.is_main_process:
-            import shutil
-
-            from heal.models.loading import load_causal_lm
-
-            load_causal_lm(str(staging / "adapter")).save_pretrained(staging)
-            tokenizer.save_pretrained(staging)
-            shutil.rmtree(staging / "adapter")
-        return
-    if state.is_main_process:
-        peft_model = state.unwrap_model(trainer.model)
-        generation = peft_model.get_base_model().generation_config
-        merged = peft_model.merge_and_unload()
-        merged.generation_config = generation
-        merged.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
 
 
 def _rank_stats(trainer) -> list[dict]:
@@ -342,8 +248,8 @@ def _rank_stats(trainer) -> list[dict]:
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     # Under DDP every rank holds the same weights after each step: equal checksums show the ranks stayed in sync.
-    checksum = sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)
-    stats = dict(trainer.rank_stats, rank=trainer.accelerator.process_index, trainable_checksum=checksum)
+    stats = dict(trainer.rank_stats, rank=trainer.accelerator.process_index,
+                 trainable_checksum=runs.trainable_checksum(model))
     return gather_object([stats])
 
 
@@ -359,11 +265,9 @@ def _finish(folder: Path, script, training, model_args, info, train_records, eva
     credentialed = _credentialed(script, train_records)
     card = model_card(folder, script, training, model_args, info, train_records, eval_records, metrics, weights,
                       credentialed)
-    card.write(folder / run_folder.STAGING)
-    files = run_folder.publish(folder)
-    return run_folder.update_run(
-        folder, status="complete", weights=weights, files=files, metrics=metrics, credentialed=credentialed,
-        resumed_from_step=_checkpoint_step(checkpoint) if checkpoint else None,
+    return runs.publish(
+        folder, card, weights=weights, metrics=metrics, credentialed=credentialed,
+        resumed_from_step=runs.checkpoint_step(checkpoint),
         distributed={"world_size": training.world_size, "ranks": ranks},
         data={"train_records": len(train_records), "eval_records": len(eval_records)},
     )

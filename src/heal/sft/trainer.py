@@ -1,4 +1,5 @@
-"""TRL's SFTTrainer with HEAL's bookkeeping: per-rank counts of what each process trained on, metrics.jsonl.
+"""TRL's SFTTrainer with HEAL's bookkeeping: per-rank counts of what each process trained on (metrics.jsonl and the
+model card are heal.runs').
 
 Nothing about the optimisation changes: loss, data collation, packing, PEFT, DDP/FSDP/DeepSpeed are TRL's and
 accelerate's. The per-rank counts exist so a multi-process run can show that every rank trained (heal_run.json,
@@ -7,13 +8,12 @@ accelerate's. The per-rank counts exist so a multi-process run can show that eve
 
 from __future__ import annotations
 
-from transformers import TrainerCallback
 from trl import SFTTrainer
 
-from heal.models import run_folder
+from heal.runs import NoTrlModelCard
 
 
-class HealSFTTrainer(SFTTrainer):
+class HealSFTTrainer(NoTrlModelCard, SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # sequences, tokens (padding excluded) and completion tokens (the ones in the loss) this rank trained on
@@ -37,18 +37,3 @@ class HealSFTTrainer(SFTTrainer):
             stats["sequences"] += int((positions == 0).sum())
             stats["tokens"] += int(positions.numel())
         stats["loss_tokens"] += int((inputs["labels"][..., 1:] != -100).sum())
-
-    def create_model_card(self, *args, **kwargs):
-        """HEAL writes its own card once the final model is saved (heal.sft.report); TRL's would land in the run
-        folder at every checkpoint and make an unfinished run look finished."""
-
-
-class MetricsCallback(TrainerCallback):
-    """Append every log (train and eval) to <output_dir>/metrics.jsonl with namespaced keys (main process only)."""
-
-    def __init__(self, folder: str):
-        self.folder = folder
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            run_folder.append_metrics(self.folder, state.global_step, logs)

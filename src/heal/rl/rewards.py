@@ -1,6 +1,7 @@
-"""Where PPO's score comes from: a reward model, an AI judge (d-RLAIF) or a verifiable rule.
+"""Where an RL verb's score comes from (ppo, grpo): a reward model, an AI judge (d-RLAIF) or a verifiable rule.
 
-    source = make_reward_source(script, training, policy_tokenizer)
+    spec = parse_reward(script.reward, training.reward_model_path)        # once per run: a RewardSpec
+    source = make_reward_source(spec, script, policy_tokenizer, credentialed)
     scores = source.score(batch)          # (B,) one score per response, read at its last real token
 
 Reward model (the default): the model `heal reward` wrote, a one-output sequence classifier, normalised with the
@@ -20,6 +21,7 @@ the PHI guard.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -56,7 +58,7 @@ class RewardModelSource:
         from transformers import AutoModelForSequenceClassification
 
         from heal.models.loading import load_tokenizer, model_location
-        from heal.ppo.models import freeze, same_tokenizer
+        from heal.models.classifier import freeze, same_tokenizer
         from heal.reward.scoring import normalization
 
         require_reward_model(path)
@@ -87,13 +89,13 @@ class RewardModelSource:
         return ((raw - self.mean) / self.std).to(batch.response.device)
 
     def _score_tokens(self, batch: ScoringBatch) -> torch.Tensor:
-        from heal.ppo.advantages import last_token_index
-        from heal.ppo.models import token_scores
+        from heal.models.classifier import token_scores
 
         input_ids, attention_mask, position_ids = sequence_inputs(batch.query, batch.query_mask, batch.response,
                                                                   batch.response_mask)
         scores = token_scores(self.model, input_ids, attention_mask, position_ids)  # (B, P + T)
-        last = batch.query.shape[1] + last_token_index(batch.response_mask)
+        # the response mask is 1 from the first response token up to and including the stop token
+        last = batch.query.shape[1] + (batch.response_mask.sum(dim=1) - 1).clamp(min=0)
         return scores[torch.arange(scores.shape[0], device=scores.device), last].float().cpu()
 
 
@@ -150,13 +152,41 @@ def _text(value) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-def parse_reward(reward: str | None, reward_model_path: str | None) -> tuple[str, str | None]:
-    """('model', path) | ('judge', spec): what --reward and --reward_model_path ask for."""
+@dataclass(frozen=True)
+class RewardSpec:
+    """What --reward and --reward_model_path ask for, parsed once (parse_reward)."""
+
+    kind: Literal["model", "judge", "rule"]
+    target: str  # model: the reward model folder; judge and rule: the heal.feedback judge spec (hf:…, rule:pubmedqa)
+    flag: str | None = None  # --reward as given (None: the reward model at --reward_model_path)
+
+    @property
+    def reward_model_path(self) -> str | None:
+        return self.target if self.kind == "model" else None
+
+    @property
+    def judge_spec(self) -> str | None:
+        return None if self.kind == "model" else self.target
+
+    def fingerprint(self) -> str:
+        """What names this reward in a run's fingerprint: --reward, or the reward model's path."""
+        return self.flag or self.target
+
+    def describe(self) -> str:
+        """For model cards and summaries."""
+        if self.kind == "model":
+            return f"the reward model `{self.target}`"
+        why = " (an AI judge's score: d-RLAIF)" if self.kind == "judge" else " (a verifiable rule)"
+        return f"`{self.flag}`{why}"
+
+
+def parse_reward(reward: str | None, reward_model_path: str | None) -> RewardSpec:
+    """The RewardSpec --reward and --reward_model_path ask for; a one-line HealError for a bad value."""
     if reward is None or reward in ("", "model", "reward_model"):
         if not reward_model_path:
             raise HealError("no reward: pass --reward_model_path <heal reward output>, or --reward judge:<spec> / "
                             "--reward rule:pubmedqa")
-        return "model", reward_model_path
+        return RewardSpec("model", reward_model_path)
     if reward.startswith("judge:"):
         spec = reward[len("judge:"):]
     elif reward.startswith("rule:"):
@@ -167,14 +197,16 @@ def parse_reward(reward: str | None, reward_model_path: str | None) -> tuple[str
     from heal.feedback.judges import parse_spec
 
     try:
-        parse_spec(spec)
+        kind, _ = parse_spec(spec)
     except HealError as e:
         raise HealError(f"--reward {reward}: {str(e).split(': ', 1)[-1]}") from None
-    return "judge", spec
+    return RewardSpec("rule" if kind == "rule" else "judge", spec, reward)
 
 
-def make_reward_source(script, training, policy_tokenizer, credentialed: bool):
-    kind, what = parse_reward(script.reward, training.reward_model_path)
-    if kind == "model":
-        return RewardModelSource(what, policy_tokenizer, training.local_rollout_forward_batch_size)
-    return JudgeSource(what, script.judge_base_url, credentialed, script.allow_credentialed_data_to_remote_endpoint)
+def make_reward_source(spec: RewardSpec, script, policy_tokenizer, credentialed: bool, batch_size: int = 64):
+    """The scorer of `spec`: a RewardModelSource or a JudgeSource (`script` gives the judge's URL and the
+    credentialed-data override)."""
+    if spec.kind == "model":
+        return RewardModelSource(spec.target, policy_tokenizer, batch_size)
+    return JudgeSource(spec.target, script.judge_base_url, credentialed,
+                       script.allow_credentialed_data_to_remote_endpoint)

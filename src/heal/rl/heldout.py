@@ -3,7 +3,7 @@ sampled answer per prompt at the training temperature (what PPO optimises: the e
 policy), scored by the run's reward source, plus PubMedQA accuracy when the records carry a yes/no/maybe label.
 
 Every process answers its share of the prompts (every world_size-th); the results are gathered. The answers
-themselves go to eval_answers.jsonl (heal.ppo.report), so a reader can see what changed, not only by how much.
+themselves go to eval_answers.jsonl (write_answers), so a reader can see what changed, not only by how much.
 
     eval/score      mean reward of the greedy answers (the reward model's normalised score, the judge's or rule's)
     eval/accuracy   share of answers whose first yes/no/maybe matches the label (records with a label only)
@@ -15,19 +15,24 @@ themselves go to eval_answers.jsonl (heal.ppo.report), so a reader can see what 
 
 from __future__ import annotations
 
+import json
 import statistics
+from pathlib import Path
 
 import torch
 
-from heal.ppo.rewards import ScoringBatch
-from heal.ppo.rollout import decode, encode_prompts, generate, left_pad, truncate_after_stop
+from heal.contracts import StageSummary, fmt, read_jsonl, run_metrics, short
+from heal.rl.rewards import ScoringBatch
+from heal.rl.sampling import decode, encode_prompts, generate, left_pad, truncate_after_stop
+
+EVAL_ANSWERS_FILE = "eval_answers.jsonl"
 
 
 @torch.no_grad()
 def evaluate(policy, tokenizer, reward, settings, records: list[dict], accelerator, prefix: str = "eval",
              temperature: float = 0.0, seed: int = 0) -> tuple[dict, list[dict]]:
     """(metrics, one row per answer) for answers to `records` by `policy` (an unwrapped causal LM), greedy or sampled
-    at `temperature`, scored by `reward` (heal.ppo.rewards); `settings` is a heal.ppo.rollout.RolloutSettings."""
+    at `temperature`, scored by `reward` (heal.rl.rewards); `settings` is a heal.rl.sampling.RolloutSettings."""
     from accelerate.utils import gather_object
 
     device = next(policy.parameters()).device
@@ -73,3 +78,41 @@ def summarize(rows: list[dict], prefix: str, tag: str = "") -> dict:
         out[f"{prefix}/{tag}accuracy"] = statistics.fmean(
             float(parse_decision(r["text"]) == str(r["label"]).strip().lower()) for r in labelled)
     return out
+
+
+def write_eval_answers(folder: str | Path, prefix: str, rows: list[dict]) -> None:
+    """eval_answers.jsonl: every held-out greedy answer, before (eval_before) and after (eval) training."""
+    with open(Path(folder) / EVAL_ANSWERS_FILE, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({"when": prefix, **row}, ensure_ascii=False) + "\n")
+
+
+def summarize_run(output: Path) -> StageSummary:
+    """The run report's view of an RL run folder (ppo, grpo): held-out reward and accuracy before → after, the KL,
+    the *_curves.png figures, and held-out answers that changed."""
+    _, m = run_metrics(output)
+    rows, parts = [], []
+    for key, name in (("score", "held-out reward, greedy"), ("accuracy", "held-out accuracy, greedy"),
+                      ("sampled_score", "held-out reward, sampled")):
+        if f"eval/{key}" in m:
+            rows.append((f"{name} (before → after)", f"{fmt(m.get(f'eval_before/{key}'))} → {fmt(m[f'eval/{key}'])}"))
+    if "eval/score" in m:
+        parts.append(f"held-out reward {fmt(m.get('eval_before/score'))} → {fmt(m['eval/score'])}")
+    if "eval/accuracy" in m:
+        parts.append(f"accuracy {fmt(m.get('eval_before/accuracy'))} → {fmt(m['eval/accuracy'])}")
+    if "objective/kl_last" in m:
+        parts.append(f"KL {fmt(m['objective/kl_last'], 2)}")
+        rows.append(("KL to the reference (mean of the last quarter of updates)", fmt(m["objective/kl_last"])))
+    curves = [("reward, KL and losses per update", png) for png in sorted(output.glob("*_curves.png"))]
+    return StageSummary(headline=", ".join(parts), metrics=m, results=rows, curves=curves,
+                        examples=_changed_answers(output))
+
+
+def _changed_answers(output: Path, n: int = 4) -> list[tuple[str, list[dict]]]:
+    answers = [a for a in read_jsonl(output / EVAL_ANSWERS_FILE) if not a.get("sampled")]
+    before = {a["prompt"]: a for a in answers if a.get("when") == "eval_before"}
+    pairs = [(before[a["prompt"]], a) for a in answers if a.get("when") == "eval" and a["prompt"] in before]
+    changed = sorted(pairs, key=lambda p: p[0]["text"] == p[1]["text"])  # answers that changed first
+    rows = [{"prompt": short(b["prompt"], 220), "label": b.get("label") or "", "before": b["text"], "after": a["text"],
+             "reward": f"{fmt(b['score'], 2)} → {fmt(a['score'], 2)}"} for b, a in changed[:n]]
+    return [("held-out answers before and after (greedy)", rows)] if rows else []
