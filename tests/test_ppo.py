@@ -17,6 +17,7 @@ from helpers import REPO, assert_one_line_error, heal
 
 from heal.data import io
 from heal.models import run_folder
+from heal.rl.rewards import sequence_inputs
 
 # every metric a PPO update logs (heal.ppo.report)
 UPDATE_KEYS = {"objective/kl", "objective/entropy", "objective/non_score_reward", "objective/rlhf_reward",
@@ -414,3 +415,39 @@ def test_the_first_ppo_step_provides_the_rollouts_logprobs_and_values(sft_tiny_r
     for key in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "val/ratio", "policy/clipfrac"):
         assert [r[key] for r in metrics[False]] == pytest.approx([r[key] for r in metrics[True]], abs=1e-4), key
     assert metrics[False][1]["objective/kl"] != 0.0  # the second update's rollout came from trained weights
+
+
+def test_the_value_model_starts_on_the_normalised_reward_scale(sft_tiny_run, reward_tiny_run):
+    """Huang et al. detail 3 with normalisation on (the default): PPO's score is (r − mean) / std, so the value model
+    built from the reward model must start at that scale — V at a response's last real token equals the normalised
+    score PPO gets for that response, not the raw score."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from heal.models.classifier import token_scores
+    from heal.ppo.models import load_value_model
+    from heal.reward.scoring import normalization
+    from heal.rl.rewards import RewardModelSource, ScoringBatch
+    from heal.rl.sampling import encode_prompts, left_pad
+
+    tokenizer = AutoTokenizer.from_pretrained(str(sft_tiny_run["dir"]))
+    reward = RewardModelSource(str(reward_tiny_run["dir"]), tokenizer)
+    mean, std = normalization(reward.model.config)
+    assert (mean, std) != (0.0, 1.0)  # the fixture's reward model is normalised
+    value = load_value_model(str(reward_tiny_run["dir"]), tokenizer, SimpleModelArgs(), from_policy=False).eval()
+    records = io.read_records(sft_tiny_run["data"]["dev"])[:6]
+    query, query_mask = left_pad(encode_prompts(tokenizer, records, None, 128), tokenizer.pad_token_id)
+    answers = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+               for t in ("No.", "Yes.", "Maybe. It depends.", "No.", "Yes, the results show it.", "Maybe.")]
+    width = max(map(len, answers))
+    response = torch.tensor([a + [tokenizer.pad_token_id] * (width - len(a)) for a in answers])
+    response_mask = torch.tensor([[1] * len(a) + [0] * (width - len(a)) for a in answers])
+    batch = ScoringBatch(query, query_mask, response, response_mask, [r["prompt"] for r in records], [], records)
+    with torch.no_grad():
+        normalised = reward.score(batch)  # what PPO is rewarded with
+        values = token_scores(value, *sequence_inputs(query, query_mask, response, response_mask))
+    last = query.shape[1] + response_mask.sum(1) - 1
+    initial = values[torch.arange(6), last]
+    assert torch.allclose(initial, normalised, atol=1e-4)
+    raw = normalised * std + mean
+    assert not torch.allclose(initial, raw, atol=1e-2)  # before the fix V started at the raw score
