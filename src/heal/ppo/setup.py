@@ -32,36 +32,41 @@ STATE_FILE = "trainer_state.json"  # written last: a checkpoint without it is in
 
 @dataclass(frozen=True)
 class Sizes:
-    """Batch sizes in TRL's terms (heal.ppo.config) and the number of PPO updates."""
+    """Batch sizes as TRL 1.12.0's PPOTrainer.__init__ computes them (trl/experimental/ppo/ppo_trainer.py; names in
+    the comments are TRL's `args.*`), and the number of PPO updates. heal.ppo.config has the formulas."""
 
-    world_size: int
-    micro_batch: int  # per_device_train_batch_size
-    local_batch: int  # rollouts per process per update
-    batch: int  # rollouts per update, all processes
-    local_mini_batch: int  # rollouts per process per optimizer step
+    world_size: int  # world_size
+    micro_batch: int  # rows per forward/backward: per_device_train_batch_size (the minibatch, if that is smaller)
+    local_batch: int  # local_batch_size: rollouts per process per update
+    batch: int  # batch_size: rollouts per update, all processes
+    local_mini_batch: int  # local_mini_batch_size: rollouts per process per optimizer step
+    mini_batch: int  # mini_batch_size: rollouts per optimizer step, all processes
     accumulation: int  # micro-batches per optimizer step
-    updates: int
+    updates: int  # num_total_batches (or --max_steps)
+    per_device: int  # per_device_train_batch_size
+
+    @property
+    def micro_batch_all(self) -> int:
+        """TRL's micro_batch_size: per_device_train_batch_size × world_size."""
+        return self.per_device * self.world_size
 
 
 def batch_sizes(training, world_size: int, n_prompts: int) -> Sizes:
-    micro = training.per_device_train_batch_size
-    local = micro * training.gradient_accumulation_steps
+    per_device = training.per_device_train_batch_size
+    local = per_device * training.gradient_accumulation_steps
     if training.num_mini_batches < 1 or local % training.num_mini_batches:
         raise HealError(f"--num_mini_batches {training.num_mini_batches} must divide the rollouts per process "
-                        f"({local} = per_device_train_batch_size {micro} × gradient_accumulation_steps "
-                        f"{training.gradient_accumulation_steps})")
+                        f"({local} = per_device_train_batch_size {per_device} × gradient_accumulation_steps "
+                        f"{training.gradient_accumulation_steps}), as in TRL 1.12")
     mini = local // training.num_mini_batches
-    if mini % micro:
-        raise HealError(f"a minibatch of {mini} rollouts per process is not a multiple of "
-                        f"--per_device_train_batch_size {micro}; make --gradient_accumulation_steps a multiple of "
-                        f"--num_mini_batches")
+    micro = min(per_device, mini)  # TRL slices micro-batches of per_device rows out of each minibatch
     batch = local * world_size
     if training.max_steps and training.max_steps > 0:
         updates = int(training.max_steps)
     else:
         episodes = training.total_episodes or int(training.num_train_epochs * n_prompts)
         updates = max(1, math.ceil(episodes / batch))
-    return Sizes(world_size, micro, local, batch, mini, mini // micro, updates)
+    return Sizes(world_size, micro, local, batch, mini, mini * world_size, math.ceil(mini / micro), updates, per_device)
 
 
 @dataclass
