@@ -299,18 +299,52 @@ def test_report_to_tensorboard_writes_the_metrics(sft_tiny_run, no_prompts, tmp_
     assert [e.value for e in board.Scalars("objective/kl")] == pytest.approx([logged[1], logged[2]], abs=1e-6)
 
 
-def test_whitening_and_kl_math_in_a_real_rollout_batch():
-    """Guard against silent shape slips: per-token rewards of a (B, T) batch sum to score − β·ΣKL per row."""
+def test_whitening_and_kl_math_in_a_real_rollout_batch(sft_tiny_run):
+    """Steps 5–7 on a real rollout batch (responses of different lengths, padding after the stop token, a policy that
+    has moved away from its reference): per-token rewards sum to score − β·ΣKL per row with the score at the last
+    real token and nothing on padding; whitened rewards keep their mean and get unit variance over the real tokens;
+    whitened advantages have mean 0 and variance 1 there."""
     import torch
 
-    from heal.ppo.advantages import token_rewards
+    from heal.ppo import setup
+    from heal.ppo.advantages import gae, masked_mean, masked_var, masked_whiten, token_rewards
+    from heal.ppo.kl import kl_penalty
+    from heal.ppo.rollout import make_rollout
+    from heal.rl.prompts import load_prompts
+    from heal.rl.rewards import parse_reward
+    from heal.ppo.train import make_parser
 
+    prompts = load_prompts(str(sft_tiny_run["data"]["train"]))[:12]
+    script, training, model_args = make_parser().parse([
+        "--model_name", str(sft_tiny_run["dir"]), "--reward", "rule:pubmedqa", "--output_dir", "unused",
+        "--response_length", "10", "--per_device_train_batch_size", "12", "--temperature", "1.5"])
+    run = setup.build_run(script, training, model_args, parse_reward(script.reward, None), prompts,
+                          setup.batch_sizes(training, 1, len(prompts)), credentialed=False, trackers=[])
     torch.manual_seed(0)
-    kl, mask = torch.rand(4, 6), torch.tensor([[1] * 6, [1] * 3 + [0] * 3, [1] + [0] * 5, [1] * 5 + [0]]).float()
-    scores = torch.tensor([1.0, -2.0, 0.5, 3.0])
-    rewards = token_rewards(scores, kl * mask, mask, 0.1)
-    assert rewards.sum(1).tolist() == pytest.approx((scores - 0.1 * (kl * mask).sum(1)).tolist(), abs=1e-6)
-    assert math.isclose(float((rewards * (1 - mask)).abs().sum()), 0.0)
+    with torch.no_grad():  # move the policy off its reference, so the KL term is not zero
+        for p in run.unwrapped.policy.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    run.settings.policy_pass = True
+    rollout = make_rollout(run.unwrapped, run.reference, run.reward, run.tokenizer, prompts, run.settings)
+    mask = rollout.response_mask.float()  # (B, T)
+    lengths = mask.sum(1)
+    assert len(set(lengths.tolist())) > 1 and (mask == 0).any()  # ragged: real padding after stop tokens
+    kl = kl_penalty(rollout.logprobs, rollout.ref_logprobs, "k1") * mask
+    assert kl.abs().sum() > 0
+    beta = 0.1
+    rewards = token_rewards(rollout.scores, kl, mask, beta)
+    assert rewards.sum(1).tolist() == pytest.approx((rollout.scores - beta * kl.sum(1)).tolist(), abs=1e-5)
+    last = lengths.long() - 1
+    rows = torch.arange(len(prompts))
+    assert rewards[rows, last].tolist() == pytest.approx((rollout.scores - beta * kl[rows, last]).tolist(), abs=1e-5)
+    assert float(rewards[mask == 0].abs().sum()) == 0.0
+    scaled = masked_whiten(rewards, mask, shift_mean=False)
+    assert float(masked_mean(scaled, mask)) == pytest.approx(float(masked_mean(rewards, mask)), abs=1e-5)
+    assert float(masked_var(scaled, mask)) == pytest.approx(1.0, abs=1e-3)
+    advantages, returns = gae(rewards, rollout.values, mask, 1.0, 0.95)
+    whitened = masked_whiten(advantages, mask)
+    assert float(masked_mean(whitened, mask)) == pytest.approx(0.0, abs=1e-5)
+    assert float(masked_var(whitened, mask)) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_rollout_logprobs_are_those_of_the_sampling_distribution(sft_tiny_run):

@@ -184,10 +184,12 @@ def test_batch_size_knobs_trl_rejects_and_heals_extras():
         batch_sizes(_args(num_mini_batches=3), 1, 10)
 
 
-TRL_112_PYTHON = Path(__file__).resolve().parents[1] / "benchmarks/_work/trl-1.12.0-venv/bin/python"
+TRL_112_VENV = Path(__file__).resolve().parents[1] / "benchmarks/_work/trl-1.12.0-venv"
+TRL_112_PYTHON = TRL_112_VENV / "bin/python"
 
 
-@pytest.mark.skipif(not TRL_112_PYTHON.exists(), reason="TRL 1.12.0's venv (made by benchmarks/ppo_vs_trl.py) absent")
+@pytest.mark.skipif(not (TRL_112_VENV / "heal-pins.json").exists(),  # written once the venv is complete
+                    reason="TRL 1.12.0's venv (made by benchmarks/ppo_vs_trl.py) absent")
 def test_batch_sizes_equal_what_trl_112s_own_code_computes():
     """Runs the batch-size block of TRL 1.12.0's PPOTrainer.__init__ (its source, read with inspect) in TRL's venv on
     each configuration, and compares with HEAL's numbers."""

@@ -55,8 +55,12 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 def logprobs_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log softmax(z)[token] per position: logits (B, T, V), tokens (B, T) → (B, T)."""
-    return torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    """log softmax(z)[token] = z[token] − logsumexp(z) per position: logits (B, T, V), tokens (B, T) → (B, T).
+
+    Gathering one logit and subtracting the logsumexp never writes the (B, T, V) log-softmax, which the log_softmax
+    + gather form materialises (and keeps for backward) only to read one entry per position."""
+    logits = logits.float()
+    return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -246,43 +246,13 @@ def build_run(script, training, model_args, reward_spec: RewardSpec, prompts: li
 
 def max_prompt_length(training, config) -> int:
     """--max_prompt_length, or what the model's context (`config`) leaves beside --response_length."""
-    context = getattr(config, "max_position_embeddings", None) or 2048
-    room = context - training.response_length
-    if room < 1:
-        raise HealError(f"--response_length {training.response_length} leaves no room for the prompt in the model's "
-                        f"{context}-token context; lower it")
-    if training.max_prompt_length and training.max_prompt_length > room:
-        raise HealError(f"--max_prompt_length {training.max_prompt_length} + --response_length "
-                        f"{training.response_length} exceed the model's {context}-token context; lower one of them")
-    return training.max_prompt_length or room
+    from heal.rl.prompts import prompt_room
+
+    return prompt_room(config, training.max_prompt_length, training.response_length, "--response_length")
 
 
 def check_prompt_lengths(training, model_args, script, prompt_sets: list[tuple[list[dict], str]]) -> None:
-    """Before anything is loaded or written: without --max_prompt_length, a prompt that does not fit the context
-    beside the response is an error (cutting it silently would train on text the user never wrote); with it, longer
-    prompts keep their last tokens. `prompt_sets`: (records, the file they came from)."""
-    from transformers import AutoConfig
+    """heal.rl.prompts.check_prompt_lengths with PPO's --response_length."""
+    from heal.rl.prompts import check_prompt_lengths as check
 
-    from heal.models.loading import load_tokenizer
-    from heal.rl.sampling import encode_prompts
-
-    name = model_args.model_name_or_path
-    tokenizer = load_tokenizer(name, model_args.model_revision, model_args.trust_remote_code)
-    try:
-        config = AutoConfig.from_pretrained(name, revision=model_args.model_revision,
-                                            trust_remote_code=model_args.trust_remote_code)
-    except (OSError, ValueError):
-        config = None  # an adapter folder: the model loader finds its base (and 2048 tokens are assumed here)
-    room = max_prompt_length(training, config)
-    if training.max_prompt_length:
-        return
-    for records, path in prompt_sets:
-        lengths = [len(ids) for ids in encode_prompts(tokenizer, records, script.system_prompt, 10 ** 9)]
-        too_long = [(n, r) for n, r in zip(lengths, records) if n > room]
-        if too_long:
-            n, record = max(too_long, key=lambda pair: pair[0])
-            start = " ".join(str(record["prompt"]).split())[:60]
-            raise HealError(f"{path}: {len(too_long)} prompt(s) longer than the {room} tokens the policy's context "
-                            f"leaves beside --response_length {training.response_length} (longest: {n} tokens, "
-                            f"\"{start}…\"); shorten them, lower --response_length, or pass --max_prompt_length N to "
-                            "keep each prompt's last N tokens")
+    check(model_args, script, prompt_sets, training.max_prompt_length, training.response_length, "--response_length")
