@@ -202,8 +202,7 @@ from trl.experimental.ppo import ppo_trainer
 lines = inspect.getsource(ppo_trainer.PPOTrainer.__init__).splitlines()
 first = next(i for i, l in enumerate(lines) if "args.total_episodes is None" in l)
 last = next(i for i, l in enumerate(lines) if "args.num_total_batches = math.ceil" in l)
-block = textwrap.dedent("
-".join(lines[first:last + 3]))
+block = textwrap.dedent(chr(10).join(lines[first:last + 3]))
 out = []
 for per_device, accumulation, minis, world, episodes, epochs, prompts in json.loads(sys.argv[1]):
     args = types.SimpleNamespace(per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
