@@ -317,12 +317,12 @@ def test_whitening_and_kl_math_in_a_real_rollout_batch(sft_tiny_run):
     prompts = load_prompts(str(sft_tiny_run["data"]["train"]))[:12]
     script, training, model_args = make_parser().parse([
         "--model_name", str(sft_tiny_run["dir"]), "--reward", "rule:pubmedqa", "--output_dir", "unused",
-        "--response_length", "10", "--per_device_train_batch_size", "12", "--temperature", "1.5"])
+        "--response_length", "12", "--per_device_train_batch_size", "12", "--temperature", "1.2"])
     run = setup.build_run(script, training, model_args, parse_reward(script.reward, None), prompts,
                           setup.batch_sizes(training, 1, len(prompts)), credentialed=False, trackers=[])
     torch.manual_seed(0)
-    with torch.no_grad():  # move the policy off its reference, so the KL term is not zero
-        for p in run.unwrapped.policy.parameters():
+    with torch.no_grad():  # move the reference off the policy (which samples as trained), so KL is not zero
+        for p in run.reference.parameters():
             p.add_(0.02 * torch.randn_like(p))
     run.settings.policy_pass = True
     rollout = make_rollout(run.unwrapped, run.reference, run.reward, run.tokenizer, prompts, run.settings)

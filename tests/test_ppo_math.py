@@ -12,7 +12,8 @@ from heal.errors import HealError
 from heal.ppo.advantages import gae, last_token_index, masked_mean, masked_var, masked_whiten, token_rewards
 from heal.ppo.data import batch_indices
 from heal.ppo.kl import AdaptiveKLController, FixedKLController, kl_penalty
-from heal.ppo.losses import entropy_from_logits, explained_variance, logprobs_of, policy_loss, value_loss
+from heal.ppo.losses import (entropy_from_logits, entropy_from_logprobs, explained_variance, logprobs_of, policy_loss,
+                             value_loss)
 from heal.ppo.rollout import left_pad, truncate_after_stop
 from heal.ppo.setup import batch_sizes
 
@@ -222,3 +223,10 @@ print(json.dumps(out))
     assert done.returncode == 0, done.stderr[-2000:]
     trl_numbers = [tuple(row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
     assert trl_numbers == [expected for _, expected in TRL_112_SIZES]
+
+
+def test_entropy_from_the_log_softmax_equals_entropy_from_the_logits():
+    torch.manual_seed(0)
+    logits = 3 * torch.randn(2, 5, 11)
+    assert torch.allclose(entropy_from_logprobs(torch.log_softmax(logits, -1)), entropy_from_logits(logits), atol=1e-5)
+    assert entropy_from_logprobs(torch.log_softmax(torch.zeros(1, 1, 8), -1)).item() == pytest.approx(math.log(8))
