@@ -2,7 +2,7 @@
 
     python benchmarks/ppo_vs_trl.py                          # builds TRL 1.12.0's venv under benchmarks/_work (once)
     python benchmarks/ppo_vs_trl.py --trl_python /path/to/venv/bin/python       # a venv with trl==1.12.0 already
-    python benchmarks/ppo_vs_trl.py --updates 40 --repeats 2                    # longer; fastest of 2 timings
+    python benchmarks/ppo_vs_trl.py --updates 40 --repeats 5                    # longer; median of 5 interleaved runs
 
 TRL removed its PPOTrainer in 1.13, so the contender is `trl.experimental.ppo.PPOTrainer` of trl==1.12.0, the last
 release with it. It cannot share HEAL's venv (HEAL pins TRL 1.16), so without --trl_python this script makes a
@@ -20,8 +20,9 @@ Both see the same reward: TRL's reward model gets a head that applies HEAL's nor
 reward model's config.json), which HEAL's PPO applies itself.
 
 Measured: each contender runs in its own process (peak RSS is its own, model loading included); update 1 is a
-warm-up; s/update is the median of the timed updates (robust to other jobs on a shared machine), episodes/s =
-rollouts per update / that. Afterwards one evaluator (HEAL's venv, the same code for all) samples `--eval_samples`
+warm-up; a run's s/update is the median of its timed updates, and a contender's the median over `--repeats` runs
+(3 by default), the contenders' runs interleaved so that load from other jobs on a shared machine falls on both;
+episodes/s = rollouts per update / that. Afterwards one evaluator (HEAL's venv, the same code for all) samples `--eval_samples`
 answers per held-out prompt at temperature 0.7 from the SFT policy and from each trained policy and reports the
 reward model's mean (normalised) score, PubMedQA accuracy, and KL(π ‖ π_SFT) = mean over answers of
 Σ_t log π(a_t) − log π_SFT(a_t). Prints a Markdown table with the ratios HEAL / TRL.
@@ -57,7 +58,7 @@ def heal(*argv: str) -> None:
         raise SystemExit(f"heal {argv[0]} failed:\n{done.stderr[-3000:]}")
 
 
-def prepare() -> dict:
+def prepare(sft_steps: int = 110, rm_epochs: int = 3) -> dict:
     """Data, SFT policy and reward model, built once and kept in benchmarks/_work/ppo_vs_trl: heal-tiny after 110 steps
     of sft_tiny_cpu.yaml (a policy that has begun to read the abstracts, as in docs/ppo.md), and a reward model trained
     from it for three epochs on reference-derived pairs."""
@@ -69,11 +70,12 @@ def prepare() -> dict:
     common = ["--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--overwrite_output_dir"]
     if not (paths["sft"] / "model.safetensors").exists():
         heal("sft", "--config", str(REPO / "experiments/configs/sft_tiny_cpu.yaml"), "--dataset_path",
-             str(paths["data"]), "--output_dir", str(paths["sft"]), "--max_steps", "110", "--eval_split_size", "0",
+             str(paths["data"]), "--output_dir", str(paths["sft"]), "--max_steps", str(sft_steps),
+             "--eval_split_size", "0",
              "--eval_strategy", "no", *common)
     if not (paths["rm"] / "model.safetensors").exists():
         heal("reward", "--dataset_path", str(paths["data"]), "--model_name", str(paths["sft"]), "--output_dir",
-             str(paths["rm"]), "--num_train_epochs", "3", "--per_device_train_batch_size", "16",
+             str(paths["rm"]), "--num_train_epochs", str(rm_epochs), "--per_device_train_batch_size", "16",
              "--eval_split_size", "0.1", *common)
     return {k: str(v) for k, v in paths.items()}
 
@@ -276,7 +278,9 @@ def run_worker(python: str, mode: str, args, paths: dict, out: Path) -> dict:
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{mode} worker failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    (out / "result.json").write_text(json.dumps(result))  # each run's numbers survive an interrupted benchmark
+    return result
 
 
 def table(results: dict[str, dict], evals: dict[str, dict], args) -> str:
@@ -303,16 +307,30 @@ def table(results: dict[str, dict], evals: dict[str, dict], args) -> str:
         lines += ["", f"HEAL / TRL: episodes/s {speed:.2f}× (target ≥ 1.5×: {met(speed >= 1.5)}), "
                       f"peak RSS {rss:.2f}× (target ≤ 1: {met(rss <= 1)}), held-out score gain "
                       f"{gains['HEAL']:+.3f} vs {gains['TRL 1.12 PPOTrainer']:+.3f} (target ≥ TRL's: "
-                      f"{met(gains['HEAL'] >= gains['TRL 1.12 PPOTrainer'])})"]
+                      f"{met(gains['HEAL'] >= gains['TRL 1.12 PPOTrainer'])})",
+                  "per interleaved repeat, TRL s/update ÷ HEAL s/update: " + ", ".join(
+                      f"{t / h:.2f}×" for h, t in zip(heal_r["repeat_seconds_per_update"],
+                                                      trl_r["repeat_seconds_per_update"]))]
     return "\n".join(lines)
 
 
-def contend(python: str, mode: str, args, paths: dict) -> dict:
-    """Run a contender --repeats times; keep the fastest run's timing and the first run's policy and logs."""
-    runs = [run_worker(python, mode, args, paths, WORK / "out" / f"{mode}-{i}") for i in range(args.repeats)]
-    median = min(statistics.median(r["update_seconds"]) for r in runs)
-    return {**runs[0], "seconds_per_update": median, "episodes_per_second": args.batch / median,
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+def contend(contenders: dict[str, tuple[str, str]], args, paths: dict) -> dict[str, dict]:
+    """Run each contender --repeats times, interleaved (HEAL, TRL, HEAL, TRL, …) so that load from other jobs on a
+    shared machine falls on both alike. A contender's s/update is the median over repeats of each run's median; its
+    peak RSS the largest; its policy and logs those of the first run."""
+    runs: dict[str, list[dict]] = {name: [] for name in contenders}
+    for i in range(args.repeats):
+        for name, (python, mode) in contenders.items():
+            runs[name].append(run_worker(python, mode, args, paths, WORK / "out" / f"{mode}-{i}"))
+            print(f"repeat {i + 1}: {name} {statistics.median(runs[name][-1]['update_seconds']):.3f} s/update",
+                  file=sys.stderr)
+    results = {}
+    for name, repeats in runs.items():
+        medians = [statistics.median(r["update_seconds"]) for r in repeats]
+        median = statistics.median(medians)
+        results[name] = {**repeats[0], "seconds_per_update": median, "episodes_per_second": args.batch / median,
+                         "repeat_seconds_per_update": medians, "peak_rss_mb": max(r["peak_rss_mb"] for r in repeats)}
+    return results
 
 
 def main() -> None:
@@ -324,8 +342,11 @@ def main() -> None:
     parser.add_argument("--response_length", type=int, default=32)
     parser.add_argument("--updates", type=int, default=20, help="timed updates (after one warm-up update)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process (OMP_NUM_THREADS)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per contender; the fastest timing is kept")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per contender, interleaved; the median is kept")
     parser.add_argument("--eval_samples", type=int, default=4, help="sampled answers per held-out prompt")
+    parser.add_argument("--sft_steps", type=int, default=110,
+                        help="SFT steps of the policy (fewer: a quicker, less trained workload, own folder)")
+    parser.add_argument("--rm_epochs", type=int, default=3, help="reward model epochs (as --sft_steps)")
     parser.add_argument("--only", choices=["heal", "trl"], help="run one contender (profiling)")
     parser.add_argument("--worker", choices=["heal", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
@@ -335,13 +356,17 @@ def main() -> None:
         worker = trl_worker if args.worker == "trl" else heal_worker
         print(json.dumps(worker(args, json.loads(args.paths), Path(args.out))))
         return
-    paths = prepare()
+    global WORK
+    if (args.sft_steps, args.rm_epochs) != (110, 3):  # a lighter workload gets its own folder
+        WORK = WORK.parent / f"ppo_vs_trl_sft{args.sft_steps}_rm{args.rm_epochs}"
+    paths = prepare(args.sft_steps, args.rm_epochs)
     python = args.trl_python or (None if args.only == "heal" else trl_python())
-    results = {}
+    contenders = {}
     if args.only != "trl":
-        results["HEAL"] = contend(sys.executable, "heal", args, paths)
+        contenders["HEAL"] = (sys.executable, "heal")
     if args.only != "heal":
-        results["TRL 1.12 PPOTrainer"] = contend(python, "trl", args, paths)
+        contenders["TRL 1.12 PPOTrainer"] = (python, "trl")
+    results = contend(contenders, args, paths)
     policies = {"SFT (before)": paths["sft"], **{name: str(WORK / "out" / f"{mode}-0" / "policy") for name, mode in
                                                  (("HEAL", "heal"), ("TRL 1.12 PPOTrainer", "trl")) if name in results}}
     evals = evaluate(args, paths, policies)

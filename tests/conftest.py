@@ -88,8 +88,9 @@ def reward_tiny_run(tmp_path_factory, sft_tiny_run):
     SFT policy answers "Yes.").
 
     Trained on 40 synthetic PubMedQA prompts (a preference file, recorded as its dataset_path), so the seed's PPO
-    command, whose prompts default to the reward model's, has few of them. Raw scores (no normalisation): the chosen
-    answers are near-identical, so their std would be tiny and normalised scores huge.
+    command, whose prompts default to the reward model's, has few of them. Normalised as `heal reward` does by default
+    (the std is floored by the spread of chosen and rejected answers together), so PPO sees (r − mean) / std and its
+    value model starts on that scale.
     {"dir": the output folder, "pairs": the preference file}
     """
     from heal.cli import run
@@ -104,6 +105,6 @@ def reward_tiny_run(tmp_path_factory, sft_tiny_run):
     out = folder / "rm"
     argv = ["reward", "--dataset_path", str(pairs), "--model_name", str(sft_tiny_run["dir"]), "--output_dir",
             str(out), "--max_steps", "40", "--learning_rate", "1e-3", "--per_device_train_batch_size", "8",
-            "--eval_split_size", "0", "--save_steps", "1000", "--normalize_rewards", "false", *QUICK_FLAGS]
+            "--eval_split_size", "0", "--save_steps", "1000", *QUICK_FLAGS]
     assert run(argv) == 0
     return {"dir": out, "pairs": pairs}

@@ -34,6 +34,11 @@ def test_dpo_learns_the_reference_preferences(sft_tiny_run, tmp_path, capsys):
     assert m["eval_before/loss"] == pytest.approx(0.6931, abs=1e-3)  # the policy is its own reference at step 0
     assert m["eval/loss"] < m["eval_before/loss"] - 0.002
     assert m["eval/rewards/accuracies"] > 0.5
+    # measured here, not read from TRL's logs: on held-out pairs the trained policy prefers the chosen answer over the
+    # rejected one by a wider log-probability margin than the SFT policy did
+    before = _margin(sft_tiny_run["dir"], sft_tiny_run["data"]["dev"])
+    after = _margin(out, sft_tiny_run["data"]["dev"])
+    assert after > before + 0.05, (before, after)
     assert run["status"] == "complete" and "reference-derived" in run["pairs"]
     card = (out / "README.md").read_text()
     assert "stage | `dpo`" in card and "TRL DPOTrainer" in card
@@ -41,6 +46,31 @@ def test_dpo_learns_the_reference_preferences(sft_tiny_run, tmp_path, capsys):
 
     AutoModelForCausalLM.from_pretrained(out)
     assert "held-out DPO loss 0.693" in stdout
+
+
+def _margin(model_dir, records_path) -> float:
+    """Mean over the held-out reference-derived pairs of log π(chosen | prompt) − log π(rejected | prompt), each the
+    sum over the answer's tokens (formatted as DPO and the reward model read them)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from heal.feedback.preferences import pubmedqa_pairs
+    from heal.models.prompting import format_completion, format_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    pairs = pubmedqa_pairs(io.read_records(records_path), seed=0)[:16]
+
+    def logprob(prompt: str, answer: str) -> float:
+        head = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        tail = tokenizer(format_completion(tokenizer, prompt, answer), add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([head + tail])
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, len(head) - 1:-1].float()
+        return float(torch.log_softmax(logits, -1).gather(-1, ids[0, len(head):, None]).sum())
+
+    margins = [logprob(p["prompt"], p["chosen"]) - logprob(p["prompt"], p["rejected"]) for p in pairs]
+    return sum(margins) / len(margins)
 
 
 def test_dpo_with_lora_on_a_preference_file(sft_tiny_run, reward_tiny_run, tmp_path, capsys):

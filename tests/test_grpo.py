@@ -34,7 +34,10 @@ def test_grpo_with_the_rule_reward_reads_the_records_labels(sft_tiny_run, tmp_pa
     assert code == 0, err
     run = run_folder.read_run(out)
     m = run["metrics"]
-    assert m["eval_before/accuracy"] <= 0.2 and "eval/accuracy" in m  # the SFT policy says "Yes." to every "no"
+    print(m)
+    assert m["eval_before/accuracy"] <= 0.2  # the SFT policy says "Yes." to every "no"
+    # GRPO learned what the rule rewards: the held-out greedy reward (= accuracy here) rose against its value before
+    assert m["eval/score"] >= m["eval_before/score"] + 0.3 and m["eval/accuracy"] == m["eval/score"]
     rows = [r for r in run_folder.read_metrics(out) if "train/rewards/rule_pubmedqa/mean" in r]
     assert len(rows) == 12 and any(r["train/rewards/rule_pubmedqa/mean"] > 0 for r in rows)
     assert run["status"] == "complete" and "stage | `grpo`" in (out / "README.md").read_text()
@@ -86,9 +89,36 @@ def test_grpo_presets_parse():
     (["--model_name", "{sft}", "--reward", "judge:telepathy", "--dataset_path", "{train}"], ["unknown judge"]),
     (["--model_name", "{sft}", "--reward", "rule:pubmedqa", "--dataset_path", "{train}", "--value_model_path", "x"],
      ["GRPO has no value model"]),
+    (["--model_name", "{sft}", "--reward", "rule:pubmedqa", "--dataset_path", "{long_prompts}"],
+     ["1 prompt(s) longer than", "--max_completion_length 64", "--max_prompt_length"]),
+    (["--model_name", "{sft}", "--reward", "rule:pubmedqa", "--dataset_path", "{train}", "--max_prompt_length",
+      "100000"], ["exceed the model's"]),
 ])
 def test_grpo_bad_input_is_one_line_and_exit_2(argv, needles, sft_tiny_run, tmp_path, capsys):
-    values = {"sft": str(sft_tiny_run["dir"]), "train": str(sft_tiny_run["data"]["train"])}
+    """Bad input, and PPO's prompt-length check: a prompt longer than the context leaves beside the completion is an
+    error before anything is loaded, unless --max_prompt_length says to cut it."""
+    long_prompts = tmp_path / "long.jsonl"
+    records = io.read_records(sft_tiny_run["data"]["train"])[:8]
+    io.write_records(long_prompts, records + [{**records[0], "prompt": "Question: why? " * 3000}])
+    values = {"sft": str(sft_tiny_run["dir"]), "train": str(sft_tiny_run["data"]["train"]),
+              "long_prompts": str(long_prompts)}
     out = tmp_path / "out"
     code, _, err = heal(capsys, "grpo", *[a.format(**values) for a in argv], "--output_dir", out)
     assert_one_line_error(code, err, *needles)
+
+
+def test_grpo_max_prompt_length_keeps_each_prompts_last_tokens(sft_tiny_run):
+    from transformers import AutoTokenizer
+
+    from heal.grpo.train import _dataset
+    from heal.models.prompting import format_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(str(sft_tiny_run["dir"]))
+    records = io.read_records(sft_tiny_run["data"]["train"])[:2]
+    records[1] = {**records[1], "prompt": "Question: why? " * 300 + records[1]["prompt"]}
+    limit = len(tokenizer(format_prompt(tokenizer, records[0]["prompt"]), add_special_tokens=False)["input_ids"])
+    rows = _dataset(tokenizer, records, None, limit).to_list()
+    assert rows[0]["prompt"] == format_prompt(tokenizer, records[0]["prompt"])  # short enough: untouched
+    cut = tokenizer(rows[1]["prompt"], add_special_tokens=False)["input_ids"]
+    assert len(cut) <= limit + 2 and format_prompt(tokenizer, records[1]["prompt"]).endswith(rows[1]["prompt"].lstrip())
+    assert rows[1]["raw_prompt"] == records[1]["prompt"]

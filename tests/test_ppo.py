@@ -17,6 +17,7 @@ from helpers import REPO, assert_one_line_error, heal
 
 from heal.data import io
 from heal.models import run_folder
+from heal.rl.rewards import sequence_inputs
 
 # every metric a PPO update logs (heal.ppo.report)
 UPDATE_KEYS = {"objective/kl", "objective/entropy", "objective/non_score_reward", "objective/rlhf_reward",
@@ -298,18 +299,52 @@ def test_report_to_tensorboard_writes_the_metrics(sft_tiny_run, no_prompts, tmp_
     assert [e.value for e in board.Scalars("objective/kl")] == pytest.approx([logged[1], logged[2]], abs=1e-6)
 
 
-def test_whitening_and_kl_math_in_a_real_rollout_batch():
-    """Guard against silent shape slips: per-token rewards of a (B, T) batch sum to score − β·ΣKL per row."""
+def test_whitening_and_kl_math_in_a_real_rollout_batch(sft_tiny_run):
+    """Steps 5–7 on a real rollout batch (responses of different lengths, padding after the stop token, a policy that
+    has moved away from its reference): per-token rewards sum to score − β·ΣKL per row with the score at the last
+    real token and nothing on padding; whitened rewards keep their mean and get unit variance over the real tokens;
+    whitened advantages have mean 0 and variance 1 there."""
     import torch
 
-    from heal.ppo.advantages import token_rewards
+    from heal.ppo import setup
+    from heal.ppo.advantages import gae, masked_mean, masked_var, masked_whiten, token_rewards
+    from heal.ppo.kl import kl_penalty
+    from heal.ppo.rollout import make_rollout
+    from heal.rl.prompts import load_prompts
+    from heal.rl.rewards import parse_reward
+    from heal.ppo.train import make_parser
 
+    prompts = load_prompts(str(sft_tiny_run["data"]["train"]))[:12]
+    script, training, model_args = make_parser().parse([
+        "--model_name", str(sft_tiny_run["dir"]), "--reward", "rule:pubmedqa", "--output_dir", "unused",
+        "--response_length", "12", "--per_device_train_batch_size", "12", "--temperature", "1.2"])
+    run = setup.build_run(script, training, model_args, parse_reward(script.reward, None), prompts,
+                          setup.batch_sizes(training, 1, len(prompts)), credentialed=False, trackers=[])
     torch.manual_seed(0)
-    kl, mask = torch.rand(4, 6), torch.tensor([[1] * 6, [1] * 3 + [0] * 3, [1] + [0] * 5, [1] * 5 + [0]]).float()
-    scores = torch.tensor([1.0, -2.0, 0.5, 3.0])
-    rewards = token_rewards(scores, kl * mask, mask, 0.1)
-    assert rewards.sum(1).tolist() == pytest.approx((scores - 0.1 * (kl * mask).sum(1)).tolist(), abs=1e-6)
-    assert math.isclose(float((rewards * (1 - mask)).abs().sum()), 0.0)
+    with torch.no_grad():  # move the reference off the policy (which samples as trained), so KL is not zero
+        for p in run.reference.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    run.settings.policy_pass = True
+    rollout = make_rollout(run.unwrapped, run.reference, run.reward, run.tokenizer, prompts, run.settings)
+    mask = rollout.response_mask.float()  # (B, T)
+    lengths = mask.sum(1)
+    assert len(set(lengths.tolist())) > 1 and (mask == 0).any()  # ragged: real padding after stop tokens
+    kl = kl_penalty(rollout.logprobs, rollout.ref_logprobs, "k1") * mask
+    assert kl.abs().sum() > 0
+    beta = 0.1
+    rewards = token_rewards(rollout.scores, kl, mask, beta)
+    assert rewards.sum(1).tolist() == pytest.approx((rollout.scores - beta * kl.sum(1)).tolist(), abs=1e-5)
+    last = lengths.long() - 1
+    rows = torch.arange(len(prompts))
+    assert rewards[rows, last].tolist() == pytest.approx((rollout.scores - beta * kl[rows, last]).tolist(), abs=1e-5)
+    assert float(rewards[mask == 0].abs().sum()) == 0.0
+    scaled = masked_whiten(rewards, mask, shift_mean=False)
+    assert float(masked_mean(scaled, mask)) == pytest.approx(float(masked_mean(rewards, mask)), abs=1e-5)
+    assert float(masked_var(scaled, mask)) == pytest.approx(1.0, abs=1e-3)
+    advantages, returns = gae(rewards, rollout.values, mask, 1.0, 0.95)
+    whitened = masked_whiten(advantages, mask)
+    assert float(masked_mean(whitened, mask)) == pytest.approx(0.0, abs=1e-5)
+    assert float(masked_var(whitened, mask)) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_rollout_logprobs_are_those_of_the_sampling_distribution(sft_tiny_run):
@@ -414,3 +449,39 @@ def test_the_first_ppo_step_provides_the_rollouts_logprobs_and_values(sft_tiny_r
     for key in ("objective/scores", "objective/kl", "loss/policy", "loss/value", "val/ratio", "policy/clipfrac"):
         assert [r[key] for r in metrics[False]] == pytest.approx([r[key] for r in metrics[True]], abs=1e-4), key
     assert metrics[False][1]["objective/kl"] != 0.0  # the second update's rollout came from trained weights
+
+
+def test_the_value_model_starts_on_the_normalised_reward_scale(sft_tiny_run, reward_tiny_run):
+    """Huang et al. detail 3 with normalisation on (the default): PPO's score is (r − mean) / std, so the value model
+    built from the reward model must start at that scale — V at a response's last real token equals the normalised
+    score PPO gets for that response, not the raw score."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from heal.models.classifier import token_scores
+    from heal.ppo.models import load_value_model
+    from heal.reward.scoring import normalization
+    from heal.rl.rewards import RewardModelSource, ScoringBatch
+    from heal.rl.sampling import encode_prompts, left_pad
+
+    tokenizer = AutoTokenizer.from_pretrained(str(sft_tiny_run["dir"]))
+    reward = RewardModelSource(str(reward_tiny_run["dir"]), tokenizer)
+    mean, std = normalization(reward.model.config)
+    assert (mean, std) != (0.0, 1.0)  # the fixture's reward model is normalised
+    value = load_value_model(str(reward_tiny_run["dir"]), tokenizer, SimpleModelArgs(), from_policy=False).eval()
+    records = io.read_records(sft_tiny_run["data"]["dev"])[:6]
+    query, query_mask = left_pad(encode_prompts(tokenizer, records, None, 128), tokenizer.pad_token_id)
+    answers = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+               for t in ("No.", "Yes.", "Maybe. It depends.", "No.", "Yes, the results show it.", "Maybe.")]
+    width = max(map(len, answers))
+    response = torch.tensor([a + [tokenizer.pad_token_id] * (width - len(a)) for a in answers])
+    response_mask = torch.tensor([[1] * len(a) + [0] * (width - len(a)) for a in answers])
+    batch = ScoringBatch(query, query_mask, response, response_mask, [r["prompt"] for r in records], [], records)
+    with torch.no_grad():
+        normalised = reward.score(batch)  # what PPO is rewarded with
+        values = token_scores(value, *sequence_inputs(query, query_mask, response, response_mask))
+    last = query.shape[1] + response_mask.sum(1) - 1
+    initial = values[torch.arange(6), last]
+    assert torch.allclose(initial, normalised, atol=1e-4)
+    raw = normalised * std + mean
+    assert not torch.allclose(initial, raw, atol=1e-2)  # before the fix V started at the raw score

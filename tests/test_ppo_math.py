@@ -2,6 +2,7 @@
 order, batch sizes). No model is loaded: these run in milliseconds."""
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,8 @@ from heal.errors import HealError
 from heal.ppo.advantages import gae, last_token_index, masked_mean, masked_var, masked_whiten, token_rewards
 from heal.ppo.data import batch_indices
 from heal.ppo.kl import AdaptiveKLController, FixedKLController, kl_penalty
-from heal.ppo.losses import entropy_from_logits, explained_variance, logprobs_of, policy_loss, value_loss
+from heal.ppo.losses import (entropy_from_logits, entropy_from_logprobs, explained_variance, logprobs_of, policy_loss,
+                             value_loss)
 from heal.ppo.rollout import left_pad, truncate_after_stop
 from heal.ppo.setup import batch_sizes
 
@@ -146,14 +148,85 @@ def _args(**kw):
     return SimpleNamespace(**{**defaults, **kw})
 
 
-def test_batch_sizes_follow_trl():
-    sizes = batch_sizes(_args(), world_size=2, n_prompts=100)
-    assert (sizes.local_batch, sizes.batch, sizes.local_mini_batch, sizes.accumulation) == (8, 16, 4, 1)
-    assert sizes.updates == 7  # ceil(100 / 16)
-    assert batch_sizes(_args(max_steps=3), 1, 100).updates == 3
-    assert batch_sizes(_args(total_episodes=40, num_mini_batches=1), 1, 100).updates == 5
-    assert batch_sizes(_args(num_mini_batches=1), 1, 10).accumulation == 2
-    with pytest.raises(HealError, match="num_mini_batches 3 must divide"):
+# TRL 1.12.0's batch sizes (trl/experimental/ppo/ppo_trainer.py, PPOTrainer.__init__, "calculate various batch
+# sizes"), worked out by hand: local_batch_size = per_device × grad_accum; micro_batch_size = per_device × world;
+# batch_size = local × world; mini_batch_size = batch / num_mini_batches; local_mini_batch_size = local /
+# num_mini_batches; num_total_batches = ceil(total_episodes / batch_size), total_episodes = epochs × prompts if unset.
+# (per_device, grad_accum, num_mini_batches, world, total_episodes, epochs, prompts) →
+# (local_batch, micro_batch (all processes), batch, mini_batch, local_mini_batch, num_total_batches)
+TRL_112_SIZES = [
+    ((4, 2, 2, 2, None, 1.0, 100), (8, 8, 16, 8, 4, 7)),  # ceil(100 / 16) = 7
+    ((16, 1, 1, 1, 1000, 1.0, 50), (16, 16, 16, 16, 16, 63)),  # TRL's defaults: ceil(1000 / 16) = 63
+    ((8, 4, 4, 4, 10000, 1.0, 50), (32, 32, 128, 32, 8, 79)),  # ceil(10000 / 128) = 79
+    ((8, 1, 2, 1, None, 2.0, 45), (8, 8, 8, 4, 4, 12)),  # 90 episodes; minibatches of 4 < per_device 8
+]
+
+
+def _trl_args(per_device, accumulation, minis, _world, episodes, epochs, _prompts):
+    return _args(per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
+                 num_mini_batches=minis, total_episodes=episodes, num_train_epochs=epochs)
+
+
+@pytest.mark.parametrize("config, expected", TRL_112_SIZES)
+def test_batch_sizes_are_trl_112s(config, expected):
+    sizes = batch_sizes(_trl_args(*config), world_size=config[3], n_prompts=config[6])
+    got = (sizes.local_batch, sizes.micro_batch_all, sizes.batch, sizes.mini_batch, sizes.local_mini_batch,
+           sizes.updates)
+    assert got == expected
+    # TRL's micro-batches are per_device rows sliced out of each minibatch (the whole minibatch when it is smaller);
+    # HEAL takes one optimizer step per minibatch
+    assert sizes.micro_batch == min(config[0], expected[4])
+    assert sizes.accumulation == math.ceil(expected[4] / sizes.micro_batch)
+
+
+def test_batch_size_knobs_trl_rejects_and_heals_extras():
+    assert batch_sizes(_args(max_steps=3), 1, 100).updates == 3  # HEAL's --max_steps: updates
+    with pytest.raises(HealError, match="num_mini_batches 3 must divide"):  # TRL: "must be a multiple of"
         batch_sizes(_args(num_mini_batches=3), 1, 10)
-    with pytest.raises(HealError, match="multiple of --per_device_train_batch_size"):
-        batch_sizes(_args(num_mini_batches=8, gradient_accumulation_steps=4), 1, 10)
+
+
+TRL_112_VENV = Path(__file__).resolve().parents[1] / "benchmarks/_work/trl-1.12.0-venv"
+TRL_112_PYTHON = TRL_112_VENV / "bin/python"
+
+
+@pytest.mark.skipif(not (TRL_112_VENV / "heal-pins.json").exists(),  # written once the venv is complete
+                    reason="TRL 1.12.0's venv (made by benchmarks/ppo_vs_trl.py) absent")
+def test_batch_sizes_equal_what_trl_112s_own_code_computes():
+    """Runs the batch-size block of TRL 1.12.0's PPOTrainer.__init__ (its source, read with inspect) in TRL's venv on
+    each configuration, and compares with HEAL's numbers."""
+    import json
+    import subprocess
+
+    script = r"""
+import inspect, json, math, sys, textwrap, types
+from trl.experimental.ppo import ppo_trainer
+lines = inspect.getsource(ppo_trainer.PPOTrainer.__init__).splitlines()
+first = next(i for i, l in enumerate(lines) if "args.total_episodes is None" in l)
+last = next(i for i, l in enumerate(lines) if "args.num_total_batches = math.ceil" in l)
+block = textwrap.dedent(chr(10).join(lines[first:last + 3]))
+out = []
+for per_device, accumulation, minis, world, episodes, epochs, prompts in json.loads(sys.argv[1]):
+    args = types.SimpleNamespace(per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
+                                 num_mini_batches=minis, total_episodes=episodes, num_train_epochs=epochs,
+                                 whiten_rewards=False)
+    fake = type("Acc", (), {"num_processes": world, "__init__": lambda self, **kw: None})
+    scope = {"args": args, "self": types.SimpleNamespace(train_dataset_len=prompts), "Accelerator": fake,
+             "math": math, "exact_div": ppo_trainer.exact_div}
+    exec(block, scope)
+    out.append([args.local_batch_size, args.micro_batch_size, args.batch_size, args.mini_batch_size,
+                args.local_mini_batch_size, args.num_total_batches])
+print(json.dumps(out))
+"""
+    configs = [config for config, _ in TRL_112_SIZES]
+    done = subprocess.run([str(TRL_112_PYTHON), "-c", script, json.dumps(configs)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trl_numbers = [tuple(row) for row in json.loads(done.stdout.strip().splitlines()[-1])]
+    assert trl_numbers == [expected for _, expected in TRL_112_SIZES]
+
+
+def test_entropy_from_the_log_softmax_equals_entropy_from_the_logits():
+    torch.manual_seed(0)
+    logits = 3 * torch.randn(2, 5, 11)
+    assert torch.allclose(entropy_from_logprobs(torch.log_softmax(logits, -1)), entropy_from_logits(logits), atol=1e-5)
+    assert entropy_from_logprobs(torch.log_softmax(torch.zeros(1, 1, 8), -1)).item() == pytest.approx(math.log(8))

@@ -43,6 +43,9 @@ class HealGRPOConfig(CheckpointingDefaults, GRPOConfig):
     num_generations: int | None = field(default=4, metadata={
         "help": "Completions sampled per prompt (the group whose mean reward is the baseline). The batch "
                 "(per_device_train_batch_size × processes × gradient_accumulation_steps) must be a multiple."})
+    max_prompt_length: int | None = field(default=None, metadata={
+        "help": "Longest prompt in tokens (longer ones lose their beginning). Unset: every prompt must fit the "
+                "model's context minus --max_completion_length (a longer one is an error), as in `heal ppo`."})
     per_device_train_batch_size: int = field(default=8, metadata={
         "help": "Completions (not prompts) per process per micro-batch."})
     gradient_checkpointing: bool | None = field(default=None, metadata={

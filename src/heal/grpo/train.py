@@ -44,8 +44,8 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
     from accelerate import PartialState
 
     from heal.data.schema import is_credentialed
-    from heal.rl.prompts import split_prompts
     from heal.models.sampling import ids_only
+    from heal.rl.prompts import check_prompt_lengths, split_prompts
     from heal.rl.rewards import parse_reward, require_reward_model
 
     folder = Path(training.output_dir)
@@ -59,6 +59,9 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
         require_reward_model(reward.target)  # before any model is loaded
     # 2. Data (prompts).
     train_records, eval_records, prompts_path = split_prompts(script, reward.reward_model_path, training.seed)
+    check_prompt_lengths(model_args, script, [(train_records, prompts_path),
+                                              (eval_records, script.eval_dataset_path or prompts_path)],
+                         training.max_prompt_length, training.max_completion_length, "--max_completion_length")
     credentialed = is_credentialed(train_records, prompts_path)
     # 3. Claim the folder: new, resumed (metrics.jsonl cut back to the checkpoint) or overwritten.
     fingerprint = {"stage": STAGE, "model": policy, "reward": reward.fingerprint(),
@@ -98,8 +101,9 @@ def check_sampling(training) -> None:
                         "(use --temperature)")
 
 
-def _dataset(tokenizer, records: list[dict], system: str | None):
-    """TRL prompt records: the formatted prompt, plus the raw prompt and the columns judges and rules read."""
+def _dataset(tokenizer, records: list[dict], system: str | None, max_prompt_length: int | None):
+    """TRL prompt records: the formatted prompt (its last --max_prompt_length tokens when set), plus the raw prompt
+    and the columns judges and rules read."""
     from datasets import Dataset
 
     from heal.models.prompting import format_prompt
@@ -107,7 +111,15 @@ def _dataset(tokenizer, records: list[dict], system: str | None):
     def text(value) -> str:
         return "" if value is None else str(value)
 
-    return Dataset.from_list([{"prompt": format_prompt(tokenizer, str(r["prompt"]), system),
+    def prompt(record) -> str:
+        formatted = format_prompt(tokenizer, str(record["prompt"]), system)
+        if max_prompt_length:
+            ids = tokenizer(formatted, add_special_tokens=False)["input_ids"]
+            if len(ids) > max_prompt_length:
+                return tokenizer.decode(ids[-max_prompt_length:])
+        return formatted
+
+    return Dataset.from_list([{"prompt": prompt(r),
                                "raw_prompt": str(r["prompt"]), "label": text(r.get("label")),
                                "reference": text(r.get("reference")), "source": text(r.get("source"))}
                               for r in records])
@@ -122,7 +134,8 @@ def _build_trainer(model, tokenizer, training, model_args, script, reward, recor
         pass
 
     return HealGRPOTrainer(model=model, reward_funcs=make_reward_function(reward, script, credentialed),
-                           args=training, train_dataset=_dataset(tokenizer, records, script.system_prompt),
+                           args=training,
+                           train_dataset=_dataset(tokenizer, records, script.system_prompt, training.max_prompt_length),
                            processing_class=tokenizer, peft_config=get_peft_config(model_args),
                            callbacks=[runs.metrics_callback(training.output_dir)])
 
@@ -171,8 +184,10 @@ def _train_and_evaluate(trainer, script, reward_spec, training, eval_records: li
 
 
 def _max_prompt_length(model, training) -> int:
-    context = getattr(model.config, "max_position_embeddings", None) or 2048
-    return max(1, context - training.max_completion_length)
+    from heal.rl.prompts import prompt_room
+
+    return prompt_room(model.config, training.max_prompt_length, training.max_completion_length,
+                       "--max_completion_length")
 
 
 def _finish(folder: Path, script, training, info, reward_spec, prompts_path, train_records, eval_records,

@@ -3,14 +3,22 @@
 The PPO knobs keep the names of TRL 1.12's `PPOConfig` (response_length, num_ppo_epochs, num_mini_batches, kl_coef,
 kl_estimator, cliprange, cliprange_value, vf_coef, gamma, lam, whiten_rewards, missing_eos_penalty, temperature,
 stop_token, stop_token_id, local_rollout_forward_batch_size, total_episodes, sft_model_path, reward_model_path, …),
-and `HealPPOConfig` is a `TrainingArguments` like TRL's, so a TRL PPO YAML carries over. Batch sizes mean what they
-meant in TRL:
+and `HealPPOConfig` is a `TrainingArguments` like TRL's, so a TRL PPO YAML carries over. Batch sizes are those TRL
+1.12.0's PPOTrainer.__init__ computes (trl/experimental/ppo/ppo_trainer.py; tests/test_ppo_math.py checks them,
+against TRL's own code where its venv exists):
 
     local_batch_size       = per_device_train_batch_size × gradient_accumulation_steps   (rollouts per process)
     batch_size             = local_batch_size × world_size                                (rollouts per PPO update)
     local_mini_batch_size  = local_batch_size / num_mini_batches                          (rollouts per optimizer step)
-    updates                = ceil(total_episodes / batch_size), total_episodes = num_train_epochs × prompts
-                             (or --max_steps updates when given)
+    mini_batch_size        = batch_size / num_mini_batches
+    micro_batch_size       = per_device_train_batch_size × world_size    (rows per forward/backward, all processes)
+    num_total_batches      = ceil(total_episodes / batch_size), total_episodes = num_train_epochs × prompts
+                             (HEAL: or --max_steps updates when given)
+
+(Earlier TRL releases multiplied local_batch_size by num_mini_batches as well; 1.12.0 does not.) One
+difference in what happens with those sizes: HEAL takes one optimizer step per minibatch, accumulating its
+micro-batches; TRL 1.12's accelerator steps every gradient_accumulation_steps micro-batches whatever the minibatch
+boundaries, which is the same only when num_mini_batches is 1 or gradient_accumulation_steps is 1.
 """
 
 from __future__ import annotations

@@ -111,6 +111,8 @@ def load_value_model(path: str, tokenizer, model_args, from_policy: bool):
         nn.init.zeros_(head.weight)
         if getattr(head, "bias", None) is not None:
             nn.init.zeros_(head.bias)
+    else:
+        rescale_to_normalised_reward(model)
     if model_args.use_peft:
         from peft import get_peft_model
         from trl import get_peft_config
@@ -121,6 +123,31 @@ def load_value_model(path: str, tokenizer, model_args, from_policy: bool):
         model = get_peft_model(model, config)
     disable_dropout(model)
     return model
+
+
+def rescale_to_normalised_reward(model) -> None:
+    """Put a value model built from a normalised reward model on the scale of PPO's rewards.
+
+    PPO's score is (r − mean) / std (heal.rl.rewards, config.json's heal_reward_normalization), but the reward model's
+    head outputs r = w·h + b. Left as it is, V ≈ r at the start, a bias GAE carries into every advantage (whitening
+    does not remove it: it depends on the position). The head becomes w/std, (b − mean)/std — a new Linear with a
+    bias where the head had none (Llama's has none) — so V(s) starts at the normalised score of s, and the statistics
+    are dropped from the value model's config so nothing applies them twice."""
+    from heal.reward.scoring import NORMALIZATION_KEY, normalization
+
+    if not getattr(model.config, NORMALIZATION_KEY, None):
+        return
+    mean, std = normalization(model.config)
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    old = inner.score
+    head = nn.Linear(old.in_features, old.out_features, bias=True, dtype=old.weight.dtype,
+                     device=old.weight.device)
+    with torch.no_grad():
+        head.weight.copy_(old.weight / std)
+        bias = old.bias if getattr(old, "bias", None) is not None else torch.zeros_like(head.bias)
+        head.bias.copy_((bias - mean) / std)
+    inner.score = head
+    setattr(model.config, NORMALIZATION_KEY, None)
 
 
 def merged_policy(policy):

@@ -32,36 +32,41 @@ STATE_FILE = "trainer_state.json"  # written last: a checkpoint without it is in
 
 @dataclass(frozen=True)
 class Sizes:
-    """Batch sizes in TRL's terms (heal.ppo.config) and the number of PPO updates."""
+    """Batch sizes as TRL 1.12.0's PPOTrainer.__init__ computes them (trl/experimental/ppo/ppo_trainer.py; names in
+    the comments are TRL's `args.*`), and the number of PPO updates. heal.ppo.config has the formulas."""
 
-    world_size: int
-    micro_batch: int  # per_device_train_batch_size
-    local_batch: int  # rollouts per process per update
-    batch: int  # rollouts per update, all processes
-    local_mini_batch: int  # rollouts per process per optimizer step
+    world_size: int  # world_size
+    micro_batch: int  # rows per forward/backward: per_device_train_batch_size (the minibatch, if that is smaller)
+    local_batch: int  # local_batch_size: rollouts per process per update
+    batch: int  # batch_size: rollouts per update, all processes
+    local_mini_batch: int  # local_mini_batch_size: rollouts per process per optimizer step
+    mini_batch: int  # mini_batch_size: rollouts per optimizer step, all processes
     accumulation: int  # micro-batches per optimizer step
-    updates: int
+    updates: int  # num_total_batches (or --max_steps)
+    per_device: int  # per_device_train_batch_size
+
+    @property
+    def micro_batch_all(self) -> int:
+        """TRL's micro_batch_size: per_device_train_batch_size × world_size."""
+        return self.per_device * self.world_size
 
 
 def batch_sizes(training, world_size: int, n_prompts: int) -> Sizes:
-    micro = training.per_device_train_batch_size
-    local = micro * training.gradient_accumulation_steps
+    per_device = training.per_device_train_batch_size
+    local = per_device * training.gradient_accumulation_steps
     if training.num_mini_batches < 1 or local % training.num_mini_batches:
         raise HealError(f"--num_mini_batches {training.num_mini_batches} must divide the rollouts per process "
-                        f"({local} = per_device_train_batch_size {micro} × gradient_accumulation_steps "
-                        f"{training.gradient_accumulation_steps})")
+                        f"({local} = per_device_train_batch_size {per_device} × gradient_accumulation_steps "
+                        f"{training.gradient_accumulation_steps}), as in TRL 1.12")
     mini = local // training.num_mini_batches
-    if mini % micro:
-        raise HealError(f"a minibatch of {mini} rollouts per process is not a multiple of "
-                        f"--per_device_train_batch_size {micro}; make --gradient_accumulation_steps a multiple of "
-                        f"--num_mini_batches")
+    micro = min(per_device, mini)  # TRL slices micro-batches of per_device rows out of each minibatch
     batch = local * world_size
     if training.max_steps and training.max_steps > 0:
         updates = int(training.max_steps)
     else:
         episodes = training.total_episodes or int(training.num_train_epochs * n_prompts)
         updates = max(1, math.ceil(episodes / batch))
-    return Sizes(world_size, micro, local, batch, mini, mini // micro, updates)
+    return Sizes(world_size, micro, local, batch, mini, mini * world_size, math.ceil(mini / micro), updates, per_device)
 
 
 @dataclass
@@ -242,43 +247,13 @@ def build_run(script, training, model_args, reward_spec: RewardSpec, prompts: li
 
 def max_prompt_length(training, config) -> int:
     """--max_prompt_length, or what the model's context (`config`) leaves beside --response_length."""
-    context = getattr(config, "max_position_embeddings", None) or 2048
-    room = context - training.response_length
-    if room < 1:
-        raise HealError(f"--response_length {training.response_length} leaves no room for the prompt in the model's "
-                        f"{context}-token context; lower it")
-    if training.max_prompt_length and training.max_prompt_length > room:
-        raise HealError(f"--max_prompt_length {training.max_prompt_length} + --response_length "
-                        f"{training.response_length} exceed the model's {context}-token context; lower one of them")
-    return training.max_prompt_length or room
+    from heal.rl.prompts import prompt_room
+
+    return prompt_room(config, training.max_prompt_length, training.response_length, "--response_length")
 
 
 def check_prompt_lengths(training, model_args, script, prompt_sets: list[tuple[list[dict], str]]) -> None:
-    """Before anything is loaded or written: without --max_prompt_length, a prompt that does not fit the context
-    beside the response is an error (cutting it silently would train on text the user never wrote); with it, longer
-    prompts keep their last tokens. `prompt_sets`: (records, the file they came from)."""
-    from transformers import AutoConfig
+    """heal.rl.prompts.check_prompt_lengths with PPO's --response_length."""
+    from heal.rl.prompts import check_prompt_lengths as check
 
-    from heal.models.loading import load_tokenizer, model_location
-    from heal.rl.sampling import encode_prompts
-
-    name = model_args.model_name_or_path
-    tokenizer = load_tokenizer(name, model_args.model_revision, model_args.trust_remote_code)
-    try:
-        config = AutoConfig.from_pretrained(model_location(name), revision=model_args.model_revision,
-                                            trust_remote_code=model_args.trust_remote_code)
-    except (OSError, ValueError):
-        config = None  # an adapter folder: the model loader finds its base (and 2048 tokens are assumed here)
-    room = max_prompt_length(training, config)
-    if training.max_prompt_length:
-        return
-    for records, path in prompt_sets:
-        lengths = [len(ids) for ids in encode_prompts(tokenizer, records, script.system_prompt, 10 ** 9)]
-        too_long = [(n, r) for n, r in zip(lengths, records) if n > room]
-        if too_long:
-            n, record = max(too_long, key=lambda pair: pair[0])
-            start = " ".join(str(record["prompt"]).split())[:60]
-            raise HealError(f"{path}: {len(too_long)} prompt(s) longer than the {room} tokens the policy's context "
-                            f"leaves beside --response_length {training.response_length} (longest: {n} tokens, "
-                            f"\"{start}…\"); shorten them, lower --response_length, or pass --max_prompt_length N to "
-                            "keep each prompt's last N tokens")
+    check(model_args, script, prompt_sets, training.max_prompt_length, training.response_length, "--response_length")

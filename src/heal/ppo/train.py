@@ -31,7 +31,7 @@ from heal.models import run_folder
 from heal.ppo.advantages import gae, masked_mean, masked_whiten, token_rewards
 from heal.ppo.config import CONFIG_TYPES, HealPPOConfig, PPOModelConfig, PPOScriptConfig
 from heal.ppo.kl import kl_penalty
-from heal.ppo.losses import entropy_from_logits, explained_variance, logprobs_of, policy_loss, value_loss
+from heal.ppo.losses import entropy_from_logprobs, explained_variance, policy_loss, value_loss
 from heal.rl.heldout import summarize_run
 from heal.rl.rewards import sequence_inputs
 
@@ -210,19 +210,20 @@ def optimise(run, rollout, advantages: torch.Tensor, returns: torch.Tensor, firs
 
 
 def _forward(run, rollout, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(log π, V, logits) of rollouts `idx` under the current weights, with gradients: (B, T), (B, T), (B, T, V).
-    Logits are divided by the sampling temperature, as in the rollout."""
+    """(log π of the sampled tokens, V, log π of every token) of rollouts `idx` under the current weights, with
+    gradients: (B, T), (B, T), (B, T, V). Logits are divided by the sampling temperature, as in the rollout. The full
+    log-softmax is returned because backward keeps it anyway, and the entropy metric reuses it."""
     input_ids, attention_mask, position_ids = sequence_inputs(rollout.query[idx], rollout.query_mask[idx],
                                                               rollout.response[idx], rollout.response_mask[idx])
     logits, values = run.model(input_ids, attention_mask, position_ids, rollout.response.shape[1])
-    logits = logits / (run.args.temperature + 1e-7)
-    return logprobs_of(logits, rollout.response[idx]), values, logits
+    all_logprobs = torch.log_softmax(logits.float() / (run.args.temperature + 1e-7), dim=-1)
+    return all_logprobs.gather(-1, rollout.response[idx].unsqueeze(-1)).squeeze(-1), values, all_logprobs
 
 
 def _micro_step(run, outputs, rollout, idx, advantages, returns) -> dict:
     """Both clipped losses, backward; the optimizer steps when the minibatch's last micro-batch is done."""
     args, acc = run.args, run.accelerator
-    logprobs, values, logits = outputs
+    logprobs, values, all_logprobs = outputs
     mask = rollout.response_mask[idx].float()
     pg_loss, pg = policy_loss(logprobs, rollout.logprobs[idx], advantages[idx], mask, args.cliprange)
     vf_loss, vf_clipfrac = value_loss(values, rollout.values[idx], returns[idx], mask, args.cliprange_value)
@@ -235,7 +236,7 @@ def _micro_step(run, outputs, rollout, idx, advantages, returns) -> dict:
         run.scheduler.step()
     run.optimizer.zero_grad()
     with torch.no_grad():
-        entropy = masked_mean(entropy_from_logits(logits.float()), mask)
+        entropy = masked_mean(entropy_from_logprobs(all_logprobs.detach()), mask)
     return {"loss/policy": pg_loss.item(), "loss/value": vf_loss.item(), "policy/approxkl": pg["approxkl"].item(),
             "policy/clipfrac": pg["clipfrac"].item(), "policy/entropy": entropy.item(), "val/clipfrac":
             vf_clipfrac.item(), "val/ratio": pg["ratio"].item()}

@@ -74,3 +74,49 @@ def split_prompts(script, reward_model_path: str | None, seed: int) -> tuple[lis
         raise HealError(f"{path}: no training prompts left after holding out --eval_split_size "
                         f"{script.eval_split_size:g}")
     return train, held[:script.max_eval_samples], path
+
+
+def prompt_room(config, max_prompt_length: int | None, response_length: int, response_flag: str) -> int:
+    """--max_prompt_length, or what the model's context (`config`, None: 2048 tokens) leaves beside the response."""
+    context = getattr(config, "max_position_embeddings", None) or 2048
+    room = context - response_length
+    if room < 1:
+        raise HealError(f"{response_flag} {response_length} leaves no room for the prompt in the model's "
+                        f"{context}-token context; lower it")
+    if max_prompt_length and max_prompt_length > room:
+        raise HealError(f"--max_prompt_length {max_prompt_length} + {response_flag} {response_length} exceed the "
+                        f"model's {context}-token context; lower one of them")
+    return max_prompt_length or room
+
+
+def check_prompt_lengths(model_args, script, prompt_sets: list[tuple[list[dict], str]], max_prompt_length: int | None,
+                         response_length: int, response_flag: str) -> None:
+    """Before anything is loaded or written: without --max_prompt_length, a prompt that does not fit the context
+    beside the response is an error (cutting it silently would train on text the user never wrote); with it, longer
+    prompts keep their last tokens. `prompt_sets`: (records, the file they came from)."""
+    from transformers import AutoConfig
+
+    from heal.models.loading import load_tokenizer, model_location
+    from heal.rl.sampling import encode_prompts
+
+    name = model_args.model_name_or_path
+    revision = getattr(model_args, "model_revision", None)
+    remote_code = getattr(model_args, "trust_remote_code", False)  # not every verb's ModelConfig has it
+    tokenizer = load_tokenizer(name, revision, remote_code)
+    try:
+        config = AutoConfig.from_pretrained(model_location(name), revision=revision, trust_remote_code=remote_code)
+    except (OSError, ValueError):
+        config = None  # an adapter folder: the model loader finds its base (and 2048 tokens are assumed here)
+    room = prompt_room(config, max_prompt_length, response_length, response_flag)
+    if max_prompt_length:
+        return
+    for records, path in prompt_sets:
+        lengths = [len(ids) for ids in encode_prompts(tokenizer, records, script.system_prompt, 10 ** 9)]
+        too_long = [(n, r) for n, r in zip(lengths, records) if n > room]
+        if too_long:
+            n, record = max(too_long, key=lambda pair: pair[0])
+            start = " ".join(str(record["prompt"]).split())[:60]
+            raise HealError(f"{path}: {len(too_long)} prompt(s) longer than the {room} tokens the policy's context "
+                            f"leaves beside {response_flag} {response_length} (longest: {n} tokens, \"{start}…\"); "
+                            f"shorten them, lower {response_flag}, or pass --max_prompt_length N to keep each "
+                            "prompt's last N tokens")
