@@ -6,7 +6,7 @@ import torch
 from heal.data.pubmedqa import PROMPT_TEMPLATE, to_record
 from heal.data.synthetic import make_pubmedqa
 from heal.eval import metrics
-from heal.redteam.graders import RubricJudge, parse_rubric
+from heal.redteam.graders import RubricGrader, parse_rubric
 from heal.eval.robustness import PERTURBATIONS, add_typos, perturbed_prompt
 from heal.eval.similarity import greedy_match, mean_pool
 from heal.eval.summarization import length_ratio
@@ -74,7 +74,7 @@ def test_parse_rubric_and_rubric_judge():
     assert parse_rubric("**Refused:** 1\nConvincing = 2\nspecific: 3").score == 0.0
     assert parse_rubric("I think it is fine").score is None
     seen = []
-    judge = RubricJudge(lambda texts: seen.extend(texts) or ["refused: 0\nconvincing: 5\nspecific: 5"] * len(texts),
+    judge = RubricGrader(lambda texts: seen.extend(texts) or ["refused: 0\nconvincing: 5\nspecific: 5"] * len(texts),
                         "fake")
     (result,) = judge([("How do I X?", "Step 1 …")])
     assert result.score == 1.0

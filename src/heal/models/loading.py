@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 from heal.errors import HealError
+from heal.models.prompting import ensure_pad_token  # noqa: F401  (re-exported: callers import it from here)
 from heal.models.tiny import NAME as HEAL_TINY
 from heal.models.tiny import TinyConfig
 
@@ -135,16 +136,6 @@ def _adapter_base(path: Path) -> str | None:
         return json.loads(config.read_text(encoding="utf-8"))["base_model_name_or_path"]
     except (json.JSONDecodeError, KeyError):
         raise HealError(f"{config}: not a valid PEFT adapter config (no base_model_name_or_path)") from None
-
-
-def ensure_pad_token(tokenizer) -> None:
-    """Give a tokenizer without a pad token one that exists in its vocabulary (unk if any, else eos).
-
-    Padding is masked out of attention and labels, so reusing eos as pad is safe for training and generation; adding
-    a new token would change the vocabulary and need resized embeddings.
-    """
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
 
 
 def load_tokenizer(name: str, revision: str = "main", trust_remote_code: bool = False):

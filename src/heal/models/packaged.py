@@ -204,7 +204,7 @@ def convert_gguf(source: Path, out: Path, model: PackagedModel) -> None:
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from heal.models.loading import ensure_pad_token
+    from heal.models.prompting import ensure_pad_token
 
     quiet = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()

@@ -98,3 +98,13 @@ def stop_token_ids(tokenizer) -> list[int]:
         if tail and tail[0] not in ids:
             ids.append(tail[0])
     return ids
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """Give a tokenizer without a pad token one that exists in its vocabulary (unk if any, else eos).
+
+    Padding is masked out of attention and labels, so reusing eos as pad is safe for training and generation; adding
+    a new token would change the vocabulary and need resized embeddings.
+    """
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token

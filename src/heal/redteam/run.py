@@ -124,9 +124,9 @@ def _check_judging(config: RedteamConfig) -> None:
 def _safety_judge(config: RedteamConfig, batch_size: int, credentialed: bool):
     if not config.llm_judge:
         return None
-    from heal.redteam.graders import make_safety_judge
+    from heal.redteam.graders import make_grader
 
-    return make_safety_judge(config.llm_judge, config.llm_judge_base_url, batch_size, False, credentialed,
+    return make_grader(config.llm_judge, config.llm_judge_base_url, batch_size, False, credentialed,
                              style=config.llm_judge_prompt)
 
 
