@@ -101,7 +101,7 @@ def check_sampling(training) -> None:
                         "(use --temperature)")
 
 
-def _dataset(tokenizer, records: list[dict], system: str | None, max_prompt_length: int | None):
+def _dataset(tokenizer, records: list[dict], system: str | None, max_prompt_length: int | None = None):
     """TRL prompt records: the formatted prompt (its last --max_prompt_length tokens when set), plus the raw prompt
     and the columns judges and rules read."""
     from datasets import Dataset
