@@ -141,19 +141,9 @@ def _given(name: str, args: list[str], parser: CommandParser) -> bool:
 
 
 def _read_config(path: str, parser: CommandParser) -> dict:
-    from pathlib import Path
+    from heal.config import read_yaml_mapping
 
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise HealError(f"{path}: config file not found")
-    try:
-        values = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise HealError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(values, dict):
-        raise HealError(f"{path}: must be a YAML mapping of flag names to values")
+    values = read_yaml_mapping(path, "config file", "a YAML mapping of flag names to values")
     unknown = sorted(set(values) - _names(parser.config_type))
     if unknown:
         raise HealError(f"{path}: unknown key(s) {', '.join(unknown)}; see `{parser.prog} --help` for valid keys")

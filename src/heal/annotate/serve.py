@@ -11,19 +11,9 @@ from __future__ import annotations
 from heal.annotate.config import ServeConfig
 from heal.annotate.store import Store
 from heal.errors import HealError
+from heal.serve import host_is_loopback  # a host name is treated as a network interface
 
 OVERRIDE_FLAG = "--allow_credentialed_on_network"
-
-
-def host_is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: not resolved, so treated as a network interface (errs on the safe side)
 
 
 def prepare(config: ServeConfig) -> tuple[Store, int]:
