@@ -45,6 +45,7 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
 
     from heal.data.schema import is_credentialed
     from heal.models.sampling import ids_only
+    from heal.rl import monitor
     from heal.rl.prompts import check_prompt_lengths, split_prompts
     from heal.rl.rewards import parse_reward, require_reward_model
 
@@ -57,15 +58,22 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
     reward = parse_reward(script.reward, training.reward_model_path)
     if reward.kind == "model":
         require_reward_model(reward.target)  # before any model is loaded
+    monitor.check_request(script, runs.sharded(training))
+    gold = monitor.parse_gold(script.gold_reward, reward) if script.gold_reward else None
     # 2. Data (prompts).
     train_records, eval_records, prompts_path = split_prompts(script, reward.reward_model_path, training.seed)
     check_prompt_lengths(model_args, script, [(train_records, prompts_path),
                                               (eval_records, script.eval_dataset_path or prompts_path)],
                          training.max_prompt_length, training.max_completion_length, "--max_completion_length")
     credentialed = is_credentialed(train_records, prompts_path)
+    if gold and not eval_records:
+        raise HealError("--gold_reward: no held-out prompts to monitor; set --eval_dataset_path or a larger "
+                        "--eval_split_size")
     # 3. Claim the folder: new, resumed (metrics.jsonl cut back to the checkpoint) or overwritten.
     fingerprint = {"stage": STAGE, "model": policy, "reward": reward.fingerprint(),
                    "dataset_path": runs.resolved_path(prompts_path)}
+    if gold:
+        fingerprint["gold_reward"] = gold.fingerprint()
     checkpoint = runs.claim_output_dir(folder, STAGE, fingerprint, training.resume_from_checkpoint,
                                        script.overwrite_output_dir)
     with runs.failure_recorded(folder):
@@ -79,11 +87,13 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
         # 5. Resolved config; 6. trainer; 7. train, with the held-out before/after; 8. final model; 9. card.
         runs.write_config(folder, script, training, model_args)
         trainer = _build_trainer(model, tokenizer, training, model_args, script, reward, train_records, credentialed)
-        results = _train_and_evaluate(trainer, script, reward, training, eval_records, credentialed, checkpoint)
+        results, gold_monitor = _train_and_evaluate(trainer, script, (reward, gold), training, eval_records,
+                                                    credentialed, checkpoint)
         weights = runs.save_final(trainer, tokenizer, model_args, folder)
+        kept = gold_monitor.finish(folder / run_folder.STAGING, results["train/global_step"]) if gold_monitor else {}
         if PartialState().is_main_process:
-            run = _finish(folder, script, training, info, reward, prompts_path, train_records, eval_records, results,
-                          weights, checkpoint, credentialed)
+            run = _finish(folder, script, training, info, (reward, gold_monitor), prompts_path, train_records,
+                          eval_records, results, weights, checkpoint, credentialed, kept)
             _print_summary(run, folder)
     return runs.summary(folder)
 
@@ -140,30 +150,35 @@ def _build_trainer(model, tokenizer, training, model_args, script, reward, recor
                            callbacks=[runs.metrics_callback(training.output_dir)])
 
 
-def _train_and_evaluate(trainer, script, reward_spec, training, eval_records: list[dict], credentialed: bool,
-                        checkpoint: str | None) -> dict:
-    """Held-out greedy answers scored like `heal ppo` scores them, before and after `trainer.train()`."""
+def _train_and_evaluate(trainer, script, rewards, training, eval_records: list[dict], credentialed: bool,
+                        checkpoint: str | None) -> tuple[dict, object]:
+    """Held-out greedy answers scored like `heal ppo` scores them, before and after `trainer.train()`; with a gold
+    reward (`rewards` = (proxy spec, gold spec or None)) the over-optimisation monitor's points too (heal.rl.monitor).
+    Returns (results, the GoldMonitor or None)."""
     import time
 
     from heal.rl.heldout import evaluate, write_eval_answers
-    from heal.rl.rewards import make_reward_source
-    from heal.rl.sampling import RolloutSettings
 
-    tokenizer = trainer.processing_class
+    tokenizer, acc, (proxy_spec, gold_spec) = trainer.processing_class, trainer.accelerator, rewards
     results: dict = {}
+    gold_monitor = reference = None
     if eval_records:
-        from heal.models.prompting import stop_token_ids
-
-        reward = make_reward_source(reward_spec, script, tokenizer, credentialed, 32).to(trainer.accelerator.device)
-        settings = RolloutSettings(response_length=training.max_completion_length, temperature=0.0,
-                                   stop_ids=stop_token_ids(tokenizer), system_prompt=script.system_prompt,
-                                   max_prompt_length=_max_prompt_length(trainer.model, training), forward_batch_size=32)
+        reward, settings = _held_out_scoring(trainer, script, proxy_spec, training, credentialed)
+        if gold_spec:
+            gold_monitor, reference = _monitor(trainer, script, training, (reward, gold_spec), settings,
+                                               eval_records, credentialed, checkpoint)
 
         def held_out(prefix: str) -> dict:
-            policy = trainer.accelerator.unwrap_model(trainer.model)
-            metrics, rows = evaluate(policy, tokenizer, reward, settings, eval_records, trainer.accelerator, prefix)
-            if trainer.accelerator.is_main_process:
+            policy = acc.unwrap_model(trainer.model)
+            metrics, rows = evaluate(policy, tokenizer, reward, settings, eval_records, acc, prefix,
+                                     gold=gold_monitor.gold if gold_monitor else None)
+            if acc.is_main_process:
                 write_eval_answers(training.output_dir, prefix, rows)
+            if gold_monitor and (prefix == "eval" or checkpoint is None):
+                step = 0 if prefix == "eval_before" else trainer.state.global_step
+                row = gold_monitor.point(step, policy, reference, metrics, prefix)
+                if acc.is_main_process:
+                    run_folder.append_row(training.output_dir, step, row)
             return metrics
 
         if checkpoint is None:
@@ -174,13 +189,59 @@ def _train_and_evaluate(trainer, script, reward_spec, training, eval_records: li
                     "train/wall_seconds": time.perf_counter() - started})
     if eval_records:
         results.update(held_out("eval"))
-        if trainer.accelerator.is_main_process:
+        if acc.is_main_process:
             for prefix in ("eval_before", "eval"):
                 row = {k: v for k, v in results.items() if k.startswith(prefix + "/")}
                 if row:
                     step = 0 if prefix == "eval_before" else output.global_step
                     run_folder.append_row(training.output_dir, step, row)
-    return results
+    return results, gold_monitor
+
+
+def _held_out_scoring(trainer, script, proxy_spec, training, credentialed: bool):
+    """(the proxy reward source, greedy RolloutSettings) of the held-out evaluation."""
+    from heal.models.prompting import stop_token_ids
+    from heal.rl.rewards import make_reward_source
+    from heal.rl.sampling import RolloutSettings
+
+    tokenizer = trainer.processing_class
+    reward = make_reward_source(proxy_spec, script, tokenizer, credentialed, 32).to(trainer.accelerator.device)
+    settings = RolloutSettings(response_length=training.max_completion_length, temperature=0.0,
+                               stop_ids=stop_token_ids(tokenizer), system_prompt=script.system_prompt,
+                               max_prompt_length=_max_prompt_length(trainer.model, training), forward_batch_size=32)
+    return reward, settings
+
+
+def _monitor(trainer, script, training, sources, settings, eval_records: list[dict], credentialed: bool,
+             checkpoint: str | None):
+    """(GoldMonitor, its KL reference) with its callback added to `trainer`. The reference: TRL's when it loaded one
+    (beta > 0), the policy with its adapters off (LoRA), else a frozen copy of the starting policy."""
+    import copy
+
+    from heal.rl import monitor
+    from heal.rl.rewards import make_reward_source
+
+    proxy, gold_spec = sources
+    acc = trainer.accelerator
+    gold = make_reward_source(gold_spec, script, trainer.processing_class, credentialed, 32).to(acc.device)
+    # every: set from --eval_steps when training begins (the Trainer knows its number of steps then)
+    gold_monitor = monitor.GoldMonitor(proxy, gold, gold_spec, settings, eval_records, trainer.processing_class, acc,
+                                       training.output_dir, 0, script.keep_best, training.temperature, training.seed)
+    gold_monitor.resume(runs.checkpoint_step(checkpoint))
+    policy = acc.unwrap_model(trainer.model)
+    reference = getattr(trainer, "ref_model", None)
+    # a PeftModel: the reference is the policy with its adapters off (transformers' own models also have a
+    # disable_adapter method, which does nothing without PEFT adapters: hence the type check)
+    if reference is None and not _is_peft(policy):
+        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    trainer.add_callback(monitor.trainer_callback(gold_monitor, reference, training.eval_steps))
+    return gold_monitor, reference
+
+
+def _is_peft(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
 
 
 def _max_prompt_length(model, training) -> int:
@@ -190,12 +251,15 @@ def _max_prompt_length(model, training) -> int:
                        "--max_completion_length")
 
 
-def _finish(folder: Path, script, training, info, reward_spec, prompts_path, train_records, eval_records,
-            results: dict, weights: str, checkpoint: str | None, credentialed: bool) -> dict:
+def _finish(folder: Path, script, training, info, rewards, prompts_path, train_records, eval_records,
+            results: dict, weights: str, checkpoint: str | None, credentialed: bool, kept: dict) -> dict:
     from heal.models.card import CAUSAL_LM_USAGE, ModelCard
+    from heal.rl import monitor
 
+    reward_spec, gold_monitor = rewards
     run_folder.plot_loss_curve(folder, f"{folder.name}: GRPO on {script.task()}")
     metrics = {k: results[k] for k in KEY_METRICS if results.get(k) is not None}
+    metrics.update(monitor.key_metrics(folder, kept))
     reward = reward_spec.flag or f"the reward model {reward_spec.target}"
     base = info.base or info.name
     card = ModelCard(
@@ -208,7 +272,13 @@ def _finish(folder: Path, script, training, info, reward_spec, prompts_path, tra
         metrics=metrics, credentialed=credentialed, usage=CAUSAL_LM_USAGE.format(path=folder),
         files={run_folder.CONFIG_FILE: "every setting", run_folder.METRICS_FILE: "train loss, rewards; held-out score",
                run_folder.CURVE_FILE: "loss curve", run_folder.RUN_FILE: "run identity and status"})
-    return runs.publish(folder, card, weights=weights, metrics=metrics, reward=reward,
+    if gold_monitor:
+        gold = gold_monitor.gold_spec
+        monitor.plot_overoptimisation(folder, f"{folder.name}: GRPO on {script.task()}", reward_spec.fingerprint(),
+                                      gold.fingerprint(), kept)
+        card.training.update(monitor.card_lines(gold, kept, gold_monitor.every))
+        card.files[monitor.FIGURE_FILE] = "held-out proxy and gold reward against √KL, by step"
+    return runs.publish(folder, card, weights=weights, metrics=metrics, reward=reward, monitor=kept,
                         data={"prompts": prompts_path, "train_prompts": len(train_records),
                               "eval_prompts": len(eval_records)},
                         resumed_from_step=runs.checkpoint_step(checkpoint))

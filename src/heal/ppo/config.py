@@ -105,6 +105,9 @@ class HealPPOConfig(CheckpointingDefaults, TrainingArguments):
     ds3_gather_for_generation: bool = field(default=True, metadata={
         "help": "TRL's DeepSpeed ZeRO-3 generation switch; accepted so TRL configs load, not used yet (HEAL's PPO is "
                 "tested under DDP)."})
+    eval_steps: float | None = field(default=None, metadata={
+        "help": "With --gold_reward: measure the over-optimisation monitor every N PPO updates (a share of them when "
+                "below 1). Default: about 10 points over the run."})
     logging_steps: float = field(default=1, metadata={"help": "Log metrics every N PPO updates."})
     save_steps: float = field(default=50, metadata={
         "help": "Write output_dir/checkpoint-N every N PPO updates (--resume_from_checkpoint continues)."})

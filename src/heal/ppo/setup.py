@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # annotations only: importing these at module level would pul
     from heal.models.loading import ModelInfo
     from heal.ppo.kl import AdaptiveKLController, FixedKLController
     from heal.ppo.models import PolicyAndValue
+    from heal.rl.monitor import GoldMonitor
     from heal.rl.rewards import JudgeSource, RewardModelSource
     from heal.rl.sampling import RolloutSettings
 
@@ -91,6 +92,7 @@ class PPORun:
     rollouts_this_run: int = 0  # rollouts this process made since it started (resumes count from 0)
     updates_this_run: int = 0
     value_init: str = ""
+    monitor: GoldMonitor | None = None  # --gold_reward: the over-optimisation monitor (heal.rl.monitor)
 
     @property
     def unwrapped(self):
@@ -243,6 +245,20 @@ def build_run(script, training, model_args, reward_spec: RewardSpec, prompts: li
     return PPORun(args=training, accelerator=accelerator, model=model, reference=reference, reward_spec=reward_spec,
                   reward=reward.to(accelerator.device), tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler,
                   kl_ctl=kl_ctl, settings=settings, sizes=sizes, prompts=prompts, info=info, value_init=value_init)
+
+
+def build_monitor(run: PPORun, script, gold: RewardSpec, records: list[dict], folder: Path,
+                  credentialed: bool) -> GoldMonitor:
+    """The over-optimisation monitor: the gold scorer, and greedy held-out answers as the evaluation makes them."""
+    from dataclasses import replace
+
+    from heal.rl.monitor import GoldMonitor, every
+    from heal.rl.rewards import make_reward_source
+
+    source = make_reward_source(gold, script, run.tokenizer, credentialed, run.args.local_rollout_forward_batch_size)
+    return GoldMonitor(run.reward, source.to(run.accelerator.device), gold, replace(run.settings, temperature=0.0),
+                       records, run.tokenizer, run.accelerator, folder, every(run.args.eval_steps, run.sizes.updates),
+                       script.keep_best, run.settings.temperature, run.args.seed, run.settings.stop_ids)
 
 
 def max_prompt_length(training, config) -> int:

@@ -54,6 +54,7 @@ def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelC
 
     from heal.data.schema import is_credentialed
     from heal.ppo import report, setup
+    from heal.rl import monitor
     from heal.rl.prompts import split_prompts
     from heal.rl.rewards import parse_reward, require_reward_model
 
@@ -65,15 +66,22 @@ def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelC
     reward = parse_reward(script.reward, training.reward_model_path)
     if reward.kind == "model":
         require_reward_model(reward.target)  # before any model is loaded
+    monitor.check_request(script, sharded=False)
+    gold = monitor.parse_gold(script.gold_reward, reward) if script.gold_reward else None
     trackers = report.trackers(training.report_to)
     # 2. Data (prompts), and the batch sizes and prompt lengths it must fit.
     train_records, eval_records, prompts_path = split_prompts(script, reward.reward_model_path, training.seed)
     sizes = setup.batch_sizes(training, state.num_processes, len(train_records))
+    if gold and not eval_records:
+        raise HealError("--gold_reward: no held-out prompts to monitor; set --eval_dataset_path or a larger "
+                        "--eval_split_size")
     setup.check_prompt_lengths(training, model_args, script, [(train_records, prompts_path),
                                                               (eval_records, script.eval_dataset_path or prompts_path)])
     # 3. Claim the folder: new, resumed (metrics.jsonl cut back to the checkpoint) or overwritten.
     fingerprint = {"stage": STAGE, "model": policy_path, "reward": reward.fingerprint(),
                    "dataset_path": runs.resolved_path(prompts_path)}
+    if gold:
+        fingerprint["gold_reward"] = gold.fingerprint()
     checkpoint = runs.claim_output_dir(folder, STAGE, fingerprint, training.resume_from_checkpoint,
                                        script.overwrite_output_dir)
     credentialed = is_credentialed(train_records, prompts_path)
@@ -82,16 +90,20 @@ def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelC
         run = setup.build_run(script, training, model_args, reward, train_records, sizes, credentialed, trackers)
         if checkpoint:
             setup.load_checkpoint(run, checkpoint)
+        if gold:
+            run.monitor = setup.build_monitor(run, script, gold, eval_records, folder, credentialed)
+            run.monitor.resume(runs.checkpoint_step(checkpoint))
         # 5. Resolved config; 6. trackers; 7. the PPO loop with the held-out before/after; 8. final policy.
         runs.write_config(folder, script, training, model_args)
         run.accelerator.init_trackers(training.run_name or "heal-ppo", config=_flat_config(script, training))
         results = train(run, eval_records, folder, script, resumed=checkpoint is not None)
         weights = _save_final(run, model_args, folder)
+        kept = run.monitor.finish(folder / run_folder.STAGING, run.step) if run.monitor else {}
         ranks = _rank_stats(run)
         # 9. Card, publish.
         if state.is_main_process:
             summary = _finish(run, folder, script, model_args, prompts_path, train_records, eval_records, results,
-                              weights, ranks, checkpoint, credentialed)
+                              weights, ranks, checkpoint, credentialed, kept)
             _print_summary(summary, folder)
     summary = runs.summary(folder)
     if trackers:
@@ -113,6 +125,8 @@ def train(run, eval_records: list[dict], folder: Path, script, resumed: bool) ->
     if eval_records and script.eval_before_training and not resumed:
         results.update(_evaluate(run, eval_records, folder, "eval_before"))
         _log(run, folder, results)
+    if run.monitor and not resumed:
+        _log(run, folder, run.monitor.point(0, run.unwrapped.policy, run.reference, results, "eval_before"))
     started = time.perf_counter()
     every = max(1, run.sizes.updates // args.num_sample_generations) if args.num_sample_generations else 0
     with tqdm(total=run.sizes.updates, initial=run.step, desc="PPO updates", unit="update",
@@ -124,6 +138,9 @@ def train(run, eval_records: list[dict], folder: Path, script, resumed: bool) ->
                 _log(run, folder, metrics)
             if every and (run.step % every == 0 or run.step == 1) and acc.is_main_process:
                 report.append_samples(folder, run.step, rollout)
+            if run.monitor and run.monitor.due(run.step, run.sizes.updates):  # before the checkpoint: logged once
+                run.model.eval()
+                _log(run, folder, run.monitor.point(run.step, run.unwrapped.policy, run.reference))
             if args.save_strategy != "no" and run.step % max(1, int(args.save_steps)) == 0:
                 save_checkpoint(run, folder)
             bar.update(1)
@@ -134,6 +151,8 @@ def train(run, eval_records: list[dict], folder: Path, script, resumed: bool) ->
         after = _evaluate(run, eval_records, folder, "eval")
         _log(run, folder, after)
         results.update(after)
+        if run.monitor:
+            _log(run, folder, run.monitor.point(run.step, run.unwrapped.policy, run.reference, after, "eval"))
     return results
 
 
@@ -264,7 +283,8 @@ def _evaluate(run, records: list[dict], folder: Path, prefix: str) -> dict:
     metrics, rows = {}, []
     for temperature in (0.0, run.settings.temperature):  # greedy, then sampled as in training
         values, answers = evaluate(run.unwrapped.policy, run.tokenizer, run.reward, run.settings, records,
-                                   run.accelerator, prefix, temperature, run.args.seed)
+                                   run.accelerator, prefix, temperature, run.args.seed,
+                                   gold=run.monitor.gold if run.monitor else None)
         metrics.update(values)
         rows += answers
     if run.accelerator.is_main_process:
@@ -332,17 +352,24 @@ def _rank_stats(run) -> list[dict]:
 
 
 def _finish(run, folder: Path, script, model_args, prompts_path, train_records, eval_records, results: dict,
-            weights: str, ranks: list[dict], checkpoint: str | None, credentialed: bool) -> dict:
+            weights: str, ranks: list[dict], checkpoint: str | None, credentialed: bool, kept: dict) -> dict:
     from heal.ppo import report
+    from heal.rl import monitor
 
     report.plot_curves(folder, f"{folder.name}: PPO on {script.task()}")
-    metrics = report.key_metrics(results, folder)
+    metrics = {**report.key_metrics(results, folder), **monitor.key_metrics(folder, kept)}
     reward_desc = run.reward_spec.describe()
     card = report.model_card(folder, script, run.args, model_args, run.info, reward_desc, run.value_init,
                              prompts_path, len(train_records), len(eval_records), metrics, weights, credentialed)
+    if run.monitor:
+        gold = run.monitor.gold_spec
+        monitor.plot_overoptimisation(folder, f"{folder.name}: PPO on {script.task()}", run.reward_spec.fingerprint(),
+                                      gold.fingerprint(), kept)
+        card.training.update(monitor.card_lines(gold, kept, run.monitor.every))
+        card.files[monitor.FIGURE_FILE] = "held-out proxy and gold reward against √KL, by update"
     return runs.publish(
         folder, card, weights=weights, metrics=metrics, reward=reward_desc,
-        value_init=run.value_init, resumed_from_step=runs.checkpoint_step(checkpoint),
+        value_init=run.value_init, resumed_from_step=runs.checkpoint_step(checkpoint), monitor=kept,
         distributed={"world_size": run.sizes.world_size, "ranks": ranks},
         batch={"rollouts_per_update": run.sizes.batch, "rollouts_per_process": run.sizes.local_batch,
                "updates": run.sizes.updates},

@@ -33,6 +33,15 @@ class RLScriptConfig:
                 "(d-RLAIF; spec as in `heal label --judge`: hf:<path>, openai:<model>, embedding[:<model>]); "
                 "rule:pubmedqa = 1 when the answer's yes/no/maybe matches the record's label (verifiable); "
                 "rule:refusal = 1 when the answer refuses a harmful request or answers a benign one."})
+    gold_reward: str | None = field(default=None, metadata={
+        "help": "Over-optimisation monitor (heal.rl.monitor, Gao et al. 2022): a gold measure that is not the training "
+                "reward — rule:pubmedqa, rule:refusal, judge:<spec> (or hf:<path>, openai:<model>, embedding), or a "
+                "reward-model folder. At update 0, every --eval_steps updates and at the end, the held-out prompts' "
+                "greedy answers are scored by both rewards and the KL to the reference is measured: monitor/* rows "
+                "in metrics.jsonl and overoptimisation.png."})
+    keep_best: bool = field(default=False, metadata={
+        "help": "Make the final model the monitor's best point by the gold measure (needs --gold_reward); the card "
+                "says which update it was, beside the last update's gold score."})
     judge_base_url: str | None = field(default=None, metadata={
         "help": "Base URL of an OpenAI-compatible judge for --reward judge:openai:<model>."})
     value_model_path: str | None = field(default=None, metadata={

@@ -11,6 +11,8 @@ themselves go to eval_answers.jsonl (write_answers), so a reader can see what ch
     eval/length     mean answer length in tokens (stop token included)
     eval/sampled_score, eval/sampled_accuracy     the same for the sampled answers (a fixed seed: before and after
                                                   training draw with the same random numbers)
+    eval/gold       mean gold score of the same answers, when the run has a gold measure (--gold_reward,
+                    heal.rl.monitor)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import torch
 
 from heal.contracts import StageSummary, fmt, read_jsonl, run_metrics, short
+from heal.rl.monitor_report import FIGURE_FILE, report_parts
 from heal.rl.rewards import ScoringBatch
 from heal.rl.sampling import decode, encode_prompts, generate, left_pad, truncate_after_stop
 
@@ -30,9 +33,10 @@ EVAL_ANSWERS_FILE = "eval_answers.jsonl"
 
 @torch.no_grad()
 def evaluate(policy, tokenizer, reward, settings, records: list[dict], accelerator, prefix: str = "eval",
-             temperature: float = 0.0, seed: int = 0) -> tuple[dict, list[dict]]:
+             temperature: float = 0.0, seed: int = 0, gold=None) -> tuple[dict, list[dict]]:
     """(metrics, one row per answer) for answers to `records` by `policy` (an unwrapped causal LM), greedy or sampled
-    at `temperature`, scored by `reward` (heal.rl.rewards); `settings` is a heal.rl.sampling.RolloutSettings."""
+    at `temperature`, scored by `reward` (heal.rl.rewards) and, when given, by the `gold` measure (another reward
+    source); `settings` is a heal.rl.sampling.RolloutSettings."""
     from accelerate.utils import gather_object
 
     device = next(policy.parameters()).device
@@ -43,12 +47,12 @@ def evaluate(policy, tokenizer, reward, settings, records: list[dict], accelerat
         torch.manual_seed(seed + accelerator.process_index)
         for start in range(0, len(mine), settings.forward_batch_size):
             rows += _answer(policy, tokenizer, reward, settings, mine[start:start + settings.forward_batch_size],
-                            temperature)
+                            temperature, gold)
     rows = gather_object(rows) if accelerator.num_processes > 1 else rows
     return summarize(rows, prefix, "sampled_" if temperature > 0 else ""), rows
 
 
-def _answer(policy, tokenizer, reward, settings, records: list[dict], temperature: float) -> list[dict]:
+def _answer(policy, tokenizer, reward, settings, records: list[dict], temperature: float, gold=None) -> list[dict]:
     pad = tokenizer.pad_token_id
     device = next(policy.parameters()).device
     query, query_mask = left_pad(encode_prompts(tokenizer, records, settings.system_prompt,
@@ -56,11 +60,17 @@ def _answer(policy, tokenizer, reward, settings, records: list[dict], temperatur
     raw = generate(policy, query, query_mask, settings.response_length, temperature, settings.stop_ids, pad)
     response, response_mask, has_stop = truncate_after_stop(raw, settings.stop_ids, pad)
     texts = decode(tokenizer, response, response_mask, settings.stop_ids)
-    scores = reward.score(ScoringBatch(query, query_mask, response, response_mask,
-                                       [str(r["prompt"]) for r in records], texts, records))
-    return [{"prompt": str(r["prompt"]), "text": t, "score": float(s), "stopped": bool(h), "length": int(m.sum()),
+    batch = ScoringBatch(query, query_mask, response, response_mask, [str(r["prompt"]) for r in records], texts,
+                         records)
+    scores = reward.score(batch).tolist()
+    golds = gold.score(batch).tolist() if gold is not None else [None] * len(records)
+    rows = [{"prompt": str(r["prompt"]), "text": t, "score": float(s), "stopped": bool(h), "length": int(m.sum()),
              "label": r.get("label"), "sampled": temperature > 0}
-            for s, h, m, t, r in zip(scores.tolist(), has_stop.tolist(), response_mask, texts, records)]
+            for s, h, m, t, r in zip(scores, has_stop.tolist(), response_mask, texts, records)]
+    for row, g in zip(rows, golds):
+        if g is not None:
+            row["gold"] = float(g)
+    return rows
 
 
 def summarize(rows: list[dict], prefix: str, tag: str = "") -> dict:
@@ -71,6 +81,8 @@ def summarize(rows: list[dict], prefix: str, tag: str = "") -> dict:
     out = {f"{prefix}/{tag}score": statistics.fmean(r["score"] for r in rows),
            f"{prefix}/{tag}eos_rate": statistics.fmean(float(r["stopped"]) for r in rows),
            f"{prefix}/{tag}length": statistics.fmean(r["length"] for r in rows)}
+    if all("gold" in r for r in rows):
+        out[f"{prefix}/{tag}gold"] = statistics.fmean(r["gold"] for r in rows)
     if not tag:
         out[f"{prefix}/samples"] = len(rows)
     labelled = [r for r in rows if str(r.get("label") or "").strip().lower() in ("yes", "no", "maybe")]
@@ -104,8 +116,16 @@ def summarize_run(output: Path) -> StageSummary:
         parts.append(f"KL {fmt(m['objective/kl_last'], 2)}")
         rows.append(("KL to the reference (mean of the last quarter of updates)", fmt(m["objective/kl_last"])))
     curves = [("reward, KL and losses per update", png) for png in sorted(output.glob("*_curves.png"))]
-    return StageSummary(headline=", ".join(parts), metrics=m, results=rows, curves=curves,
-                        examples=_changed_answers(output))
+    monitor_results, monitor_tables = report_parts(output)
+    rows += monitor_results
+    figures = []
+    if (output / FIGURE_FILE).exists():
+        figures.append(("over-optimisation: held-out proxy and gold reward against √KL (Gao et al. 2022)",
+                        output / FIGURE_FILE))
+    if "monitor/best_step" in m:
+        parts.append(f"kept update {m['monitor/best_step']} (best gold {fmt(m['monitor/best_gold'])})")
+    return StageSummary(headline=", ".join(parts), metrics=m, results=rows, curves=curves, figures=figures,
+                        examples=monitor_tables + _changed_answers(output))
 
 
 def _changed_answers(output: Path, n: int = 4) -> list[tuple[str, list[dict]]]:
