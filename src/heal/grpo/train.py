@@ -216,8 +216,6 @@ def _monitor(trainer, script, training, sources, settings, eval_records: list[di
              checkpoint: str | None):
     """(GoldMonitor, its KL reference) with its callback added to `trainer`. The reference: TRL's when it loaded one
     (beta > 0), the policy with its adapters off (LoRA), else a frozen copy of the starting policy."""
-    import copy
-
     from heal.rl import monitor
     from heal.rl.rewards import make_reward_source
 
@@ -233,9 +231,17 @@ def _monitor(trainer, script, training, sources, settings, eval_records: list[di
     # a PeftModel: the reference is the policy with its adapters off (transformers' own models also have a
     # disable_adapter method, which does nothing without PEFT adapters: hence the type check)
     if reference is None and not _is_peft(policy):
-        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+        reference = _frozen_copy(policy)
     trainer.add_callback(monitor.trainer_callback(gold_monitor, reference, training.eval_steps))
     return gold_monitor, reference
+
+
+def _frozen_copy(model):
+    """A new instance with the model's weights. Not copy.deepcopy of the model GRPOTrainer holds: measured, the deep
+    copy's log-probabilities stayed equal to the trained policy's (KL 0 after updates that changed the weights)."""
+    reference = type(model)._from_config(model.config, dtype=model.dtype)
+    reference.load_state_dict(model.state_dict())
+    return reference.to(model.device).eval().requires_grad_(False)
 
 
 def _is_peft(model) -> bool:
