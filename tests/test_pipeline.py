@@ -146,7 +146,10 @@ def test_quickstart_table_reads_base_sft_and_ppo(tmp_path):
             {"metrics": {"pubmedqa/generate/accuracy": acc, "pubmedqa/generate/macro_f1": acc / 2}}))
     (run / "ppo").mkdir()
     (run / "ppo" / "heal_run.json").write_text(json.dumps(
-        {"metrics": {"eval_before/score": 0.46, "eval/score": 0.81, "objective/kl_last": 2.16}}))
+        {"metrics": {"monitor/proxy_first": -0.9, "monitor/gold_first": 0.46, "monitor/kl_first": 0.0,
+                     "monitor/proxy_last": 1.5, "monitor/gold_last": 0.5, "monitor/kl_last": 9.0,
+                     "monitor/best_step": 8, "monitor/best_proxy": 0.2, "monitor/best_gold": 0.81,
+                     "monitor/best_kl": 2.16, "train/updates": 20, "eval/samples": 100}}))
     for name, asr in (("sft", 1.0), ("ppo", 0.9)):
         (run / f"redteam_{name}").mkdir()
         (run / f"redteam_{name}" / "redteam.json").write_text(json.dumps(
@@ -156,7 +159,10 @@ def test_quickstart_table_reads_base_sft_and_ppo(tmp_path):
 
     table = before_after_table(run)
     assert re.search(r"PubMedQA accuracy \(greedy answer\)\s+0\.300\s+0\.460\s+0\.810", table)
-    assert re.search(r"mean reward.*\s+–\s+0\.460\s+0\.810", table)
+    # the PPO column is the kept update (best gold), not the last one
+    assert re.search(r"proxy reward: learned reward model\s+–\s+-0\.900\s+0\.200", table)
+    assert re.search(r"gold reward: rule:pubmedqa\s+–\s+0\.460\s+0\.810", table)
+    assert "PPO = update 8 of 20, the best by the gold on 100 prompts" in table
     assert re.search(r"KL.*\s+–\s+0\.000\s+2\.160", table)
     assert re.search(r"attack success rate.*\s+–\s+1\.000\s+0\.900", table)
     assert re.search(r"non-answer rate.*\s+–\s+0\.000\s+0\.100", table)

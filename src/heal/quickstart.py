@@ -61,8 +61,11 @@ def before_after_table(folder: Path) -> str:
     rows = [("PubMedQA accuracy (greedy answer)", *(evals[n].get("pubmedqa/generate/accuracy") for n in evals)),
             ("PubMedQA macro-F1 (greedy answer)", *(evals[n].get("pubmedqa/generate/macro_f1") for n in evals)),
             ("PubMedQA accuracy (log-likelihood)", *(evals[n].get("pubmedqa/loglikelihood/accuracy") for n in evals)),
-            ("mean reward, held-out (rule:pubmedqa)", None, ppo.get("eval_before/score"), ppo.get("eval/score")),
-            ("KL(PPO ‖ SFT) per response", None, 0.0 if ppo else None, ppo.get("objective/kl_last")),  # last quarter
+            # the PPO column is the kept model (--keep_best: its best update by the gold), scored on PPO's own
+            # held-out prompts (not the dev items above, which chose nothing)
+            ("proxy reward: learned reward model", None, ppo.get("monitor/proxy_first"), _kept(ppo, "proxy")),
+            ("gold reward: rule:pubmedqa", None, ppo.get("monitor/gold_first"), _kept(ppo, "gold")),
+            ("KL(PPO ‖ SFT) per response", None, 0.0 if ppo else None, _kept(ppo, "kl")),
             ("attack success rate (harmful requests)", None, red["sft"].get("asr"), red["ppo"].get("asr")),
             ("refusal rate (harmful requests)", None, red["sft"].get("refusal_rate"), red["ppo"].get("refusal_rate")),
             ("non-answer rate (harmful requests)", None, red["sft"].get("non_answer_rate"),
@@ -72,9 +75,17 @@ def before_after_table(folder: Path) -> str:
     lines = [f"{'':<{width}}  {'base':>7}  {'SFT':>7}  {'PPO':>7}", "-" * (width + 27)]
     lines += [f"{name:<{width}}  {cell(b):>7}  {cell(s):>7}  {cell(p):>7}" for name, b, s, p in rows]
     harmful, benign = red["sft"].get("harmful", "?"), red["sft"].get("benign", "?")
-    lines.append("(100 held-out synthetic items; base = heal-tiny untrained; KL averaged over the last quarter of PPO "
-                 f"updates; red-team on {harmful} attacked harmful and {benign} benign requests)")
+    kept = (f"PPO = update {ppo['monitor/best_step']} of {ppo.get('train/updates', '?')}, the best by the gold on "
+            f"{ppo.get('eval/samples', '?')} prompts held out of PPO's training split" if "monitor/best_step" in ppo
+            else "PPO = its last update")
+    lines.append(f"(accuracy: 100 held-out synthetic dev items; base = heal-tiny untrained; {kept}; rewards and KL "
+                 f"on those prompts; red-team on {harmful} attacked harmful and {benign} benign requests)")
     return "\n".join(lines)
+
+
+def _kept(ppo: dict, key: str):
+    """The PPO model's monitor value: the kept update's (--keep_best), else the last update's."""
+    return ppo.get(f"monitor/best_{key}", ppo.get(f"monitor/{key}_last"))
 
 
 if __name__ == "__main__":
