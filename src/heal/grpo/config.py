@@ -51,8 +51,8 @@ class HealGRPOConfig(CheckpointingDefaults, GRPOConfig):
     gradient_checkpointing: bool | None = field(default=None, metadata={
         "help": "Deprecated alias of --activation_checkpointing (transformers 5).", "nargs": "?", "const": True})
     eval_steps: float | None = field(default=None, metadata={
-        "help": "With --gold_reward: measure the over-optimisation monitor every N optimizer steps (a share of them when "
-                "below 1). Default: about 10 points over the run."})
+        "help": "With --gold_reward: a monitor point every N optimizer steps (below 1: a share of them). Default: "
+                "about 10 points over the run."})
     logging_steps: float = field(default=5, metadata={"help": "Log every N optimizer steps."})
     save_strategy: str = field(default="steps", metadata={"help": "When to checkpoint: no, steps or epoch."})
     save_steps: float = field(default=200, metadata={"help": "Checkpoint every N optimizer steps."})

@@ -106,8 +106,8 @@ class HealPPOConfig(CheckpointingDefaults, TrainingArguments):
         "help": "TRL's DeepSpeed ZeRO-3 generation switch; accepted so TRL configs load, not used yet (HEAL's PPO is "
                 "tested under DDP)."})
     eval_steps: float | None = field(default=None, metadata={
-        "help": "With --gold_reward: measure the over-optimisation monitor every N PPO updates (a share of them when "
-                "below 1). Default: about 10 points over the run."})
+        "help": "With --gold_reward: a monitor point every N PPO updates (below 1: a share of them). Default: "
+                "about 10 points over the run."})
     logging_steps: float = field(default=1, metadata={"help": "Log metrics every N PPO updates."})
     save_steps: float = field(default=50, metadata={
         "help": "Write output_dir/checkpoint-N every N PPO updates (--resume_from_checkpoint continues)."})
