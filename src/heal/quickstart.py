@@ -5,8 +5,9 @@
 
 It is `heal pipeline` on the preset shipped with HEAL (heal/presets/quickstart.yaml, also
 experiments/configs/quickstart.yaml): synthetic PubMedQA-style items → SFT of heal-tiny → RLAIF labels → reward
-model → PPO against a verifiable reward → eval of the base, SFT and PPO models → red-team of SFT and PPO on
-built-in harmful and benign medical requests. A rerun skips the stages that are unchanged. It ends with the
+model → PPO against that learned reward model, with the verifiable rule:pubmedqa as the gold over-optimisation monitor
+(heal.rl.monitor; the best update by the gold is kept) → eval of the base, SFT and PPO models → red-team of SFT and
+PPO on built-in harmful and benign medical requests. A rerun skips the stages that are unchanged. It ends with the
 before/after table and the path of the report.
 """
 
