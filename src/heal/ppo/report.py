@@ -19,6 +19,8 @@ Metric keys (one row per logged update; `step` = PPO updates done):
     response/eos_rate           the same as a share; response/length: mean tokens per response
     train/learning_rate, train/episode (rollouts so far), time/rollout_seconds, time/update_seconds
     eval_before/*, eval/*       held-out answers before and after training, greedy and sampled (heal.ppo.evaluate)
+    monitor/*                   with --gold_reward: the over-optimisation monitor's points (heal.rl.monitor):
+                                step, proxy, gold, kl, accuracy; overoptimisation.png
 """
 
 from __future__ import annotations
