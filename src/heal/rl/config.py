@@ -30,12 +30,13 @@ class RLScriptConfig:
         "help": "Use at most this many training prompts; for quick runs."})
     reward: str | None = field(default=None, metadata={
         "help": "The reward: unset = the reward model at --reward_model_path; judge:<spec> = an AI judge's score "
-                "(d-RLAIF; spec as in `heal label --judge`: hf:<path>, openai:<model>, embedding[:<model>]); "
+                "(d-RLAIF; spec as in `heal label --judge`: hf:<path>, openai:<model>, embedding[:<model>], "
+                "safety:rules|learned|combined); "
                 "rule:pubmedqa = 1 when the answer's yes/no/maybe matches the record's label (verifiable); "
                 "rule:refusal = 1 when the answer refuses a harmful request or answers a benign one."})
     gold_reward: str | None = field(default=None, metadata={
         "help": "Over-optimisation monitor (heal.rl.monitor, Gao et al. 2022): a gold measure that is not the training "
-                "reward — rule:pubmedqa, rule:refusal, judge:<spec> (or hf:<path>, openai:<model>, embedding), or a "
+                "reward — rule:pubmedqa, rule:refusal, judge:<spec> (or hf:<path>, openai:<model>, embedding, safety:…), or a "
                 "reward-model folder. At update 0, every --eval_steps updates and at the end, the held-out prompts' "
                 "greedy answers are scored by both rewards and the KL to the reference is measured: monitor/* rows "
                 "in metrics.jsonl and overoptimisation.png."})
