@@ -36,8 +36,8 @@ class RLScriptConfig:
                 "rule:refusal = 1 when the answer refuses a harmful request or answers a benign one."})
     gold_reward: str | None = field(default=None, metadata={
         "help": "Over-optimisation monitor (heal.rl.monitor, Gao et al. 2022): a gold measure that is not the training "
-                "reward — rule:pubmedqa, rule:refusal, judge:<spec> (or hf:<path>, openai:<model>, embedding, safety:…), or a "
-                "reward-model folder. At update 0, every --eval_steps updates and at the end, the held-out prompts' "
+                "reward — rule:pubmedqa, rule:refusal, judge:<spec> (or hf:<path>, openai:<model>, embedding, "
+                "safety:…), or a reward-model folder. At update 0, every --eval_steps updates and at the end, the held-out prompts' "
                 "greedy answers are scored by both rewards and the KL to the reference is measured: monitor/* rows "
                 "in metrics.jsonl and overoptimisation.png."})
     keep_best: bool = field(default=False, metadata={
