@@ -36,9 +36,20 @@ class _ScoringJudge(Judge):
 
     temperature = 0.0  # 0: a hard 1/0/½ preference; > 0: logistic in the score difference
 
+    def _scores(self, items: list[JudgeItem]) -> list[float]:
+        """`score`, each distinct (prompt, answer, label, reference) once per judge: comparing in both orders (and an
+        answer that is in several pairs) would otherwise score the same text up to four times. Scores are
+        deterministic, so remembering them changes no verdict."""
+        memo = self.__dict__.setdefault("_memo", {})
+        keys = [(i.prompt, i.a, i.label, i.reference) for i in items]
+        todo = {k: i for k, i in zip(keys, items) if k not in memo}
+        if todo:
+            memo.update(zip(todo, self.score(list(todo.values()))))
+        return [memo[k] for k in keys]
+
     def _first_better(self, items: list[JudgeItem]) -> list[tuple[float, str]]:
-        firsts = self.score(items)
-        seconds = self.score([item.swapped() for item in items])
+        firsts = self._scores(items)
+        seconds = self._scores([item.swapped() for item in items])
         out = []
         for s1, s2 in zip(firsts, seconds):
             if self.temperature > 0:
