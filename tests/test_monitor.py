@@ -34,7 +34,8 @@ def by_label(tmp_path_factory, pubmedqa_sft_data):
     """Held-out synthetic PubMedQA records whose gold decision is "yes", and those whose decision is "no"."""
     folder = tmp_path_factory.mktemp("by_label")
     held = [r for part in ("dev", "test") for r in io.read_records(pubmedqa_sft_data[part])]
-    paths = {}
+    paths = {"no_train": folder / "no_train.csv"}
+    io.write_records(paths["no_train"], [r for r in io.read_records(pubmedqa_sft_data["train"]) if r["label"] == "no"])
     for label in ("yes", "no"):
         paths[label] = folder / f"{label}.csv"
         io.write_records(paths[label], [r for r in held if r["label"] == label])
@@ -63,31 +64,64 @@ def _ppo(capsys, sft_tiny_run, reward_tiny_run, out, eval_path, *extra):
                 "--lora_alpha", "32", *FAST, *extra)
 
 
-def test_ppo_keeps_the_best_update_by_the_gold_measure(sft_tiny_run, reward_tiny_run, by_label, tmp_path, capsys):
+class SaysYes:
+    """A gold measure that prefers the starting policy: 1 for an answer that begins with "Yes" (what the SFT policy
+    says to every question), else 0. Stands in for --gold_reward rule:refusal in the test below."""
+
+    def to(self, device):
+        return self
+
+    def score(self, batch):
+        import torch
+
+        return torch.tensor([float(t.strip().lower().startswith("yes")) for t in batch.texts])
+
+
+def test_ppo_keeps_the_best_update_by_the_gold_measure(sft_tiny_run, by_label, tmp_path, capsys, monkeypatch):
+    import heal.rl.rewards as rewards
+
+    real = rewards.make_reward_source
+    monkeypatch.setattr(rewards, "make_reward_source", lambda spec, *a, **k: SaysYes() if spec.target ==
+                        "rule:refusal" else real(spec, *a, **k))
     out = tmp_path / "ppo_best"
-    code, _, err = _ppo(capsys, sft_tiny_run, reward_tiny_run, out, by_label["yes"], "--max_steps", "24",
-                        "--eval_steps", "8", "--keep_best", "true")
+    # rule:pubmedqa on questions whose answer is "no" moves the policy from "Yes." to "No." within a few updates
+    # (tests/test_ppo.py); the gold prefers "Yes.", so the best update by the gold is the first
+    code, _, err = heal(capsys, "ppo", "--model_name", sft_tiny_run["dir"], "--reward", "rule:pubmedqa",
+                        "--dataset_path", by_label["no_train"], "--eval_dataset_path", by_label["no"],
+                        "--gold_reward", "rule:refusal", "--output_dir", out, "--response_length", "8",
+                        "--max_steps", "10", "--eval_steps", "5", "--keep_best", "true",
+                        "--per_device_train_batch_size", "16", *FAST)
     assert code == 0, err
     points = _points(out)
-    assert [p["step"] for p in points] == [p["monitor/step"] for p in points] == [0, 8, 16, 24]
+    assert [p["step"] for p in points] == [p["monitor/step"] for p in points] == [0, 5, 10]
     assert points[0]["monitor/kl"] == 0.0 and all(p["monitor/kl"] > 0 for p in points[1:])
-    # on "yes" questions the gold is the share of greedy "Yes." answers: all of them at the start, then fewer as the
-    # policy learns the proxy's "No."; the proxy rises meanwhile (over-optimisation)
-    assert points[0]["monitor/gold"] == points[0]["monitor/accuracy"] >= 0.9
-    assert points[-1]["monitor/gold"] < points[0]["monitor/gold"]
+    # the proxy (the rule's accuracy on "no" questions) rises while the gold (share of "Yes.") falls
+    assert points[0]["monitor/gold"] >= 0.9 and points[-1]["monitor/gold"] < points[0]["monitor/gold"]
     assert points[-1]["monitor/proxy"] > points[0]["monitor/proxy"]
+    assert points[-1]["monitor/proxy"] == points[-1]["monitor/accuracy"]
     run = run_folder.read_run(out)
-    best = max(points, key=lambda p: (p["monitor/gold"], -p["monitor/step"]))  # the first of the best
-    assert run["monitor"]["best_step"] == best["monitor/step"] == 0
-    assert run["monitor"]["last_step"] == 24 and run["monitor"]["last_gold"] == points[-1]["monitor/gold"]
+    assert run["monitor"]["best_step"] == 0 and run["monitor"]["best_gold"] == points[0]["monitor/gold"]
+    assert run["monitor"]["last_step"] == 10 and run["monitor"]["last_gold"] == points[-1]["monitor/gold"]
     assert run["metrics"]["monitor/best_step"] == 0
     # the published weights are the starting policy's, bit for bit; the best copy's folder is gone
     assert _weights_digest(out) == _weights_digest(sft_tiny_run["dir"])
     assert not (out / "best-gold").exists()
     card = (out / "README.md").read_text()
-    assert "update 0, the best gold score" in card and "the last update (24)" in card
+    assert "update 0, the best gold score" in card and "the last update (10)" in card
     png = (out / "overoptimisation.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_ppo_with_lora_measures_kl_against_the_adapters_off(sft_tiny_run, reward_tiny_run, by_label, tmp_path,
+                                                            capsys):
+    out = tmp_path / "ppo_lora"
+    code, _, err = _ppo(capsys, sft_tiny_run, reward_tiny_run, out, by_label["yes"], "--max_steps", "4",
+                        "--eval_steps", "2", "--keep_best", "true")
+    assert code == 0, err
+    points = _points(out)
+    assert [p["step"] for p in points] == [0, 2, 4] and all(p["monitor/kl"] != 0 for p in points[1:])
+    best = max(points, key=lambda p: (p["monitor/gold"], -p["monitor/step"]))
+    assert run_folder.read_run(out)["monitor"]["best_step"] == best["monitor/step"]
 
 
 def test_ppo_without_keep_best_publishes_the_last_update(sft_tiny_run, reward_tiny_run, by_label, tmp_path, capsys):
