@@ -27,6 +27,11 @@ episodes/s = rollouts per update / that. Afterwards one evaluator (HEAL's venv, 
 answers per held-out prompt at temperature 0.7 from the SFT policy and from each trained policy and reports the
 reward model's mean (normalised) score, PubMedQA accuracy, and KL(π ‖ π_SFT) = mean over answers of
 Σ_t log π(a_t) − log π_SFT(a_t). Prints a Markdown table with the ratios HEAL / TRL.
+
+`--heal_variant FLAGS` adds HEAL run with extra `heal ppo` flags as a contender of its own, named by its flags, with
+its own ratio line. `--heal_variant='--share_backbone true'` is not TRL's algorithm: its value is a head on the
+policy's trunk, where TRL 1.12 (and HEAL's default) train a separate value model started from the reward model —
+the row's name says so, and the default HEAL row keeps the like-for-like ratio beside it.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ class HealPPOConfig(CheckpointingDefaults, TrainingArguments):
     lam: float = field(default=0.95, metadata={"help": "λ of GAE."})
     share_backbone: bool = field(default=False, metadata={
         "help": "No separate value model: a zero-initialised value head on the policy's own trunk (older TRL's "
-                "ValueHead, OpenRLHF-style). About 1.4x faster per update on heal-tiny (one trunk forward and "
+                "ValueHead, OpenRLHF-style). About 1.6x faster per update on heal-tiny (one trunk forward and "
                 "backward instead of two), but V no longer starts from the reward model and the value loss also "
                 "trains the policy. Off by default (the N+ implementation details' separate value model)."})
     num_sample_generations: int = field(default=10, metadata={
