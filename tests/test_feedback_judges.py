@@ -172,3 +172,18 @@ def test_constitution_validation(tmp_path):
     bad.write_text("principles: []\n")
     with pytest.raises(HealError, match="principles"):
         load_constitution(bad)
+
+
+def test_scoring_judges_score_each_distinct_answer_once_across_both_orders():
+    judge = make_judge("rule:pubmedqa")
+    seen = []
+    original = judge.score
+
+    def counting(items):
+        seen.extend((i.a, i.label) for i in items)
+        return original(items)
+
+    judge.score = counting
+    items = [JudgeItem("q1", "yes", "no", label="yes"), JudgeItem("q1", "yes", "maybe", label="yes")]
+    assert [j.verdict for j in judge.compare(items)] == ["a", "a"]
+    assert sorted(seen) == [("maybe", "yes"), ("no", "yes"), ("yes", "yes")]  # 3 distinct answers, not 8 scorings

@@ -170,6 +170,7 @@ def test_the_shipped_pipeline_presets_are_there():
     names = {p.name for p in PIPELINE_PRESETS}
     assert {"quickstart.yaml", "pipeline_pubmedqa_qwen0.5b.yaml", "pipeline_mimic_bhc_llama8b_zero3.yaml"} <= names
     assert (REPO / "experiments/configs/quickstart.yaml").resolve() == (REPO / "src/heal/presets/quickstart.yaml")
+    assert (REPO / "experiments/configs/align_smollm2.yaml").resolve() == (REPO / "src/heal/presets/align_smollm2.yaml")
 
 
 @pytest.mark.parametrize("preset", PIPELINE_PRESETS, ids=lambda p: p.name)

@@ -212,7 +212,16 @@ def _outputs(stage: Stage) -> list[Path]:
     return [stage.output] + [Path(p) for p in also]
 
 
+def _paths(value: str) -> list[str]:
+    """A path field's paths: one path, or a comma-separated list (redteam's prompt files) when no such file exists."""
+    if "," in value and not Path(value).exists():
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [value]
+
+
 def _available(value: str, produced: list[Path], key: str, contract: VerbContract) -> bool:
+    if len(_paths(value)) > 1:
+        return all(_available(part, produced, key, contract) for part in _paths(value))
     if key in contract.models and not _looks_local(value):
         return True  # a Hub id or heal-tiny: the loader decides
     if key == "resume_from_checkpoint" and value in ("last", "true", "True"):
@@ -251,8 +260,11 @@ def fingerprint(stage: Stage) -> str:
     inputs = {}
     for key in stage.contract.path_fields:
         value = stage.args.get(key)
-        if isinstance(value, str) and Path(value).exists() and Path(value) not in _outputs(stage):
-            inputs[key] = _digest(Path(value))
+        if not isinstance(value, str):
+            continue
+        for i, part in enumerate(_paths(value)):
+            if Path(part).exists() and Path(part) not in _outputs(stage):
+                inputs[key if i == 0 else f"{key}#{i}"] = _digest(Path(part))
     blob = json.dumps({"verb": stage.verb, "args": stage.args, "inputs": inputs}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -2,6 +2,7 @@
 
     heal quickstart                                   # → runs/quickstart (report.html, report.md, every stage)
     heal quickstart --output_dir /tmp/qs --force      # elsewhere; run every stage again
+    heal quickstart --preset smollm2                  # the real model: base/SFT/RLHF/RLAIF/d-RLAIF/DPO (≈1 h, CPU)
 
 It is `heal pipeline` on the preset shipped with HEAL (heal/presets/quickstart.yaml, also
 experiments/configs/quickstart.yaml): synthetic PubMedQA-style items → SFT of heal-tiny → RLAIF labels → reward
@@ -14,16 +15,24 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import Literal
 from pathlib import Path
 
 from heal.config import make_parser as _make_parser
 
 PRESET = Path(__file__).parent / "presets" / "quickstart.yaml"
+PRESETS = {"tiny": PRESET, "smollm2": Path(__file__).parent / "presets" / "align_smollm2.yaml"}
+DEFAULT_OUTPUT = {"tiny": "runs/quickstart", "smollm2": "runs/align_smollm2"}
 
 
 @dataclass
 class QuickstartConfig:
-    output_dir: str = field(default="runs/quickstart", metadata={"help": "Run folder for every stage's outputs."})
+    preset: Literal["tiny", "smollm2"] = field(default="tiny", metadata={
+        "help": "tiny: heal-tiny on built-in synthetic data (minutes). smollm2: alignment of SmolLM2-135M-Instruct "
+                "on the shared public data (../shared/data) — SFT, RLHF, RLAIF, d-RLAIF and DPO compared on held-out "
+                "prompts (about an hour on 2 CPU cores; docs/alignment.md)."})
+    output_dir: str | None = field(default=None, metadata={
+        "help": "Run folder for every stage's outputs (default: runs/quickstart, or runs/align_smollm2)."})
     force: bool = field(default=False, metadata={"help": "Run every stage again, even when unchanged."})
     stages: str | None = field(default=None, metadata={
         "help": "Comma-separated stage names of the preset to run (default: all)."})
@@ -36,9 +45,16 @@ def make_parser():
 def main(config: QuickstartConfig) -> None:
     from heal.pipeline import run_pipeline
 
-    hint = f"heal quickstart --output_dir {config.output_dir}"
-    folder, _ = run_pipeline(PRESET, config.output_dir, config.stages, config.force, resume_hint=hint)
-    print("\n" + before_after_table(folder))
+    output_dir = config.output_dir or DEFAULT_OUTPUT[config.preset]
+    hint = f"heal quickstart --preset {config.preset} --output_dir {output_dir}"
+    folder, _ = run_pipeline(PRESETS[config.preset], output_dir, config.stages, config.force, resume_hint=hint)
+    if config.preset == "smollm2":
+        from heal.frontier import write
+
+        print("\n" + write(folder))
+        print(f"\nTable and plot: {folder / 'frontier.md'}, {folder / 'frontier.png'}")
+    else:
+        print("\n" + before_after_table(folder))
     print(f"\nReport: {folder / 'report.html'} (and report.md beside it)")
 
 

@@ -5,6 +5,7 @@
     heal prep --dataset aci_bench --input_path ../shared/data/clinical_notes/aci_bench/train.csv --output_path aci.jsonl
     heal prep --dataset medsafety --input_path ../shared/data/adversarial/medsafetybench --records prompts \
         --output_path medsafety_redteam.csv
+    heal prep --dataset alignment --input_path ../shared/data --records sft --output_path align_sft.jsonl
     heal prep --dataset synthetic_pubmedqa --n 300 --seed 0 --output_path synthetic_pqal.json
 
 The output format follows the extension (.csv, .jsonl, .parquet); the write is atomic, and a `<output>.meta.json`
@@ -27,14 +28,17 @@ from heal.errors import HealError
 
 @dataclass
 class PrepConfig:
-    dataset: Literal["pubmedqa", "mimic", "aci_bench", "medsafety", "synthetic_pubmedqa", "synthetic_mimic"] = field(
-        metadata={"help": "Which raw data set to prepare (synthetic_* write built-in sample data in the raw format)."})
+    dataset: Literal["pubmedqa", "mimic", "aci_bench", "medsafety", "alignment", "synthetic_pubmedqa",
+                     "synthetic_mimic"] = field(metadata={
+        "help": "Which raw data set to prepare (alignment: the safety-alignment split of the shared data folder, see "
+                "heal.data.alignment; synthetic_* write built-in sample data in the raw format)."})
     output_path: str = field(metadata={"help": "Output file; the extension picks the format: .csv, .jsonl or "
                                                ".parquet (.json for synthetic_pubmedqa, .csv[.gz] for synthetic_mimic)."})
     input_path: str | None = field(default=None, metadata={"help": "Raw input: ori_pqal.json, discharge.csv(.gz), "
                                                                    "an ACI-Bench CSV, MedSafetyBench CSV(s) or folder."})
     # PubMedQA
-    fold: int | None = field(default=None, metadata={"help": "PubMedQA: official CV fold 0-9 to select."})
+    fold: int | None = field(default=None, metadata={
+        "help": "PubMedQA: official CV fold 0-9 to select (alignment: whose train part the sft part uses; default 0)."})
     part: Literal["train", "dev", "test"] | None = field(default=None, metadata={
         "help": "PubMedQA: part of the split: train (the other 9 folds), dev (this fold) or test (PMIDs in no fold)."})
     folds_path: str | None = field(default=None, metadata={
@@ -50,11 +54,16 @@ class PrepConfig:
     chunk_size: int = field(default=2000, metadata={"help": "MIMIC: notes read per chunk (memory stays flat)."})
     num_proc: int = field(default=1, metadata={"help": "MIMIC: worker processes that parse chunks."})
     # MedSafetyBench
-    records: Literal["sft", "prompts"] = field(default="sft", metadata={
-        "help": "MedSafetyBench: sft (request → safe response) or prompts (prompt-only red-team records)."})
+    records: Literal["sft", "prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout"] = field(
+        default="sft", metadata={
+            "help": "MedSafetyBench: sft (request → safe response) or prompts (prompt-only red-team records). "
+                    "alignment: which part to write (sft, prompts, heldout_harmful, heldout_benign, hh_train, "
+                    "hh_heldout)."})
+    heldout_categories: str = field(default="7,8,9", metadata={
+        "help": "alignment: MedSafetyBench categories (1-9) kept out of training, for held-out evaluation."})
     # Synthetic
     n: int = field(default=200, metadata={"help": "synthetic_*: number of items or notes."})
-    seed: int = field(default=0, metadata={"help": "synthetic_*: random seed (same seed, same file)."})
+    seed: int = field(default=0, metadata={"help": "synthetic_* and alignment: random seed (same seed, same file)."})
     label_noise: float = field(default=0.0, metadata={
         "help": "synthetic_pubmedqa: share of items whose annotated decision is replaced by a wrong one."})
     progress: bool = field(default=True, metadata={"help": "Show a progress bar."})
@@ -102,6 +111,12 @@ def _prep_in_memory(config: PrepConfig) -> dict:
     elif config.dataset == "aci_bench":
         records, summary = aci.prepare(path)
         source = "aci_bench"
+    elif config.dataset == "alignment":
+        from heal.data import alignment
+
+        records, summary = alignment.prepare(path, config.records, config.heldout_categories,
+                                             0 if config.fold is None else config.fold, config.seed)
+        source = "alignment"
     else:
         records, summary = medsafety.prepare(path, config.records)
         source = "medsafetybench"

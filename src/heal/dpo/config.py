@@ -35,7 +35,7 @@ class DPOScriptConfig:
         "help": "Held-out share (<1) or count (>=1) of the pairs for preference accuracy; 0 disables evaluation."})
     judge: str | None = field(default=None, metadata={
         "help": "Label pairs sampled from the policy with this AI judge (RLAIF): hf:<path>, openai:<model>, "
-                "embedding[:<model>], rule:pubmedqa, rule:refusal."})
+                "embedding[:<model>], rule:pubmedqa, rule:refusal, safety:<grader>."})
     judge_base_url: str | None = field(default=None, metadata={"help": "Base URL of an OpenAI-compatible judge."})
     pair_seed: int = field(default=0, metadata={"help": "Seed for deriving and splitting pairs."})
     overwrite_output_dir: bool = field(default=False, metadata={

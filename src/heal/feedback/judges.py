@@ -5,6 +5,7 @@
     judge = make_judge("openai:qwen2.5-7b", base_url="http://localhost:8000/v1")   # vLLM / Ollama / llama.cpp
     judge = make_judge("embedding")                                 # similarity to the reference answer
     judge = make_judge("rule:pubmedqa")                             # decision matches the gold label
+    judge = make_judge("safety:combined")                           # declines harmful / answers benign requests
     judgments = judge.compare([JudgeItem(prompt, answer_a, answer_b, reference=..., label=...)])
 
 Position bias (Lee et al. 2023, "RLAIF"): every pair is judged in both orders and the two preferences are averaged,
@@ -25,7 +26,8 @@ from heal.feedback.base import Judge, JudgeItem, Judgment  # noqa: F401  (the in
 from heal.feedback.cache import JudgmentCache
 from heal.feedback.constitution import Constitution, load_constitution
 
-JUDGE_KINDS = ("hf", "openai", "embedding", "rule")
+JUDGE_KINDS = ("hf", "openai", "embedding", "rule", "safety")
+SAFETY_GRADERS = ("rules", "learned", "combined")
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -34,9 +36,20 @@ class _ScoringJudge(Judge):
 
     temperature = 0.0  # 0: a hard 1/0/½ preference; > 0: logistic in the score difference
 
+    def _scores(self, items: list[JudgeItem]) -> list[float]:
+        """`score`, each distinct (prompt, answer, label, reference) once per judge: comparing in both orders (and an
+        answer that is in several pairs) would otherwise score the same text up to four times. Scores are
+        deterministic, so remembering them changes no verdict."""
+        memo = self.__dict__.setdefault("_memo", {})
+        keys = [(i.prompt, i.a, i.label, i.reference) for i in items]
+        todo = {k: i for k, i in zip(keys, items) if k not in memo}
+        if todo:
+            memo.update(zip(todo, self.score(list(todo.values()))))
+        return [memo[k] for k in keys]
+
     def _first_better(self, items: list[JudgeItem]) -> list[tuple[float, str]]:
-        firsts = self.score(items)
-        seconds = self.score([item.swapped() for item in items])
+        firsts = self._scores(items)
+        seconds = self._scores([item.swapped() for item in items])
         out = []
         for s1, s2 in zip(firsts, seconds):
             if self.temperature > 0:
@@ -59,16 +72,23 @@ class PubMedQARuleJudge(_ScoringJudge):
         return [float(parse_decision(item.a) == str(item.label).strip().lower()) for item in items]
 
 
-class RefusalRuleJudge(_ScoringJudge):
-    """rule:refusal — the red-team grader's outcome (heal.redteam.judging, rules), scored by whether the prompt is
-    harmful (label unsafe or none) or benign (label safe); see SAFETY_SCORES. A non-answer (empty, degenerate,
-    off-topic) earns nothing on a harmful prompt and is penalised on a benign one, so stopping at once or babbling
-    cannot collect the safety reward."""
+class SafetyJudge(_ScoringJudge):
+    """safety:<grader> — the red-team's four-outcome grader (heal.redteam.judging: rules, learned or combined) read
+    under the constitution's safety and scope principles: a harmful prompt (label unsafe or none) should be declined,
+    a benign one (label safe) answered; see SAFETY_SCORES. A non-answer (empty, degenerate, off-topic) earns nothing
+    on a harmful prompt and is penalised on a benign one, so stopping at once or babbling cannot collect the safety
+    reward. `rule:refusal` is `safety:rules`. The learned grader is MiniLM + logistic regression fitted on human
+    labels, so `safety:combined` is the strongest judge that runs offline; an LLM judge (hf:, openai:) also weighs
+    the constitution's accuracy, uncertainty and referral principles."""
+
+    def __init__(self, spec: str, grader: str = "rules", **kwargs):
+        super().__init__(spec, **kwargs)
+        self.grader = grader
 
     def score(self, items: list[JudgeItem]) -> list[float]:
         from heal.redteam.judging import judge_outcomes
 
-        outcomes = judge_outcomes([(item.prompt, item.a) for item in items], ["rules"])["rules"]
+        outcomes = judge_outcomes([(item.prompt, item.a) for item in items], [self.grader])[self.grader]
         return [safety_score(outcome.label, str(item.label or "").strip().lower() == "safe")
                 for item, outcome in zip(items, outcomes)]
 
@@ -116,12 +136,14 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     kind, _, arg = spec.partition(":")
     if kind not in JUDGE_KINDS:
         raise HealError(f"--judge {spec}: unknown judge; use hf:<model path>, openai:<model>, embedding[:<model>], "
-                        "rule:pubmedqa or rule:refusal")
+                        "rule:pubmedqa, rule:refusal or safety:rules|learned|combined")
     if kind in ("hf", "openai") and not arg:
         raise HealError(f"--judge {spec}: name the model, e.g. {kind}:" +
                         ("models/judge" if kind == "hf" else "gpt-4o-mini"))
     if kind == "rule" and arg not in ("pubmedqa", "refusal"):
         raise HealError(f"--judge {spec}: unknown rule; use rule:pubmedqa or rule:refusal")
+    if kind == "safety" and arg not in SAFETY_GRADERS:
+        raise HealError(f"--judge {spec}: unknown safety grader; use safety:rules, safety:learned or safety:combined")
     return kind, arg or None
 
 
@@ -135,7 +157,9 @@ def make_judge(spec: str, base_url: str | None = None, constitution: str | Const
     common = dict(constitution=constitution, cot=cot, cache=cache, credentialed=credentialed,
                   allow_remote=allow_remote)
     if kind == "rule":
-        return (PubMedQARuleJudge if arg == "pubmedqa" else RefusalRuleJudge)(spec, **common)
+        return PubMedQARuleJudge(spec, **common) if arg == "pubmedqa" else SafetyJudge(spec, "rules", **common)
+    if kind == "safety":
+        return SafetyJudge(spec, arg, **common)
     if kind == "embedding":
         return EmbeddingJudge(spec, model_name=arg, **common)
     if kind == "hf":

@@ -33,7 +33,8 @@ from heal.errors import HealError
 @dataclass
 class LabelConfig:
     judge: str = field(metadata={"help": "Judge: hf:<model path>, openai:<model>, embedding[:<model>], "
-                                         "rule:pubmedqa or rule:refusal."})
+                                         "rule:pubmedqa, rule:refusal or safety:rules|learned|combined (the "
+                                         "four-outcome safety grader)."})
     output_path: str = field(metadata={"help": "Pairs file (.jsonl/.csv/.parquet); with --agreement, a .json report."})
     model_name: str | None = field(default=None, metadata={"help": "Policy that writes the candidate answers."})
     dataset_path: str | None = field(default=None, metadata={"help": "Prompt records (prompt, and reference/label "

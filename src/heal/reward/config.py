@@ -38,7 +38,7 @@ class RewardScriptConfig:
         "help": "Held-out share (<1) or count (>=1) of the pairs for pairwise accuracy; 0 disables evaluation."})
     judge: str | None = field(default=None, metadata={
         "help": "Label pairs with this AI judge (RLAIF) instead of deriving them from references: hf:<path>, "
-                "openai:<model>, embedding[:<model>], rule:pubmedqa, rule:refusal. Candidates are sampled from "
+                "openai:<model>, embedding[:<model>], rule:pubmedqa, rule:refusal, safety:<grader>. Candidates are sampled from "
                 "--policy_name."})
     policy_name: str | None = field(default=None, metadata={
         "help": "Policy that writes candidate answers for --judge labelling and for safety pairs (default: "

@@ -30,7 +30,8 @@ class RLScriptConfig:
         "help": "Use at most this many training prompts; for quick runs."})
     reward: str | None = field(default=None, metadata={
         "help": "The reward: unset = the reward model at --reward_model_path; judge:<spec> = an AI judge's score "
-                "(d-RLAIF; spec as in `heal label --judge`: hf:<path>, openai:<model>, embedding[:<model>]); "
+                "(d-RLAIF; spec as in `heal label --judge`: hf:<path>, openai:<model>, embedding[:<model>], "
+                "safety:rules|learned|combined); "
                 "rule:pubmedqa = 1 when the answer's yes/no/maybe matches the record's label (verifiable); "
                 "rule:refusal = 1 when the answer refuses a harmful request or answers a benign one."})
     judge_base_url: str | None = field(default=None, metadata={

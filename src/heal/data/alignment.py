@@ -1,0 +1,170 @@
+"""The safety-alignment data set: one seeded split of the shared public data into training and held-out parts.
+
+    heal prep --dataset alignment --input_path ../shared/data --records sft --output_path sft.jsonl
+    heal prep --dataset alignment --input_path ../shared/data --records heldout_harmful --output_path harmful.jsonl
+
+`--input_path` is the shared data folder (adversarial/, pubmedqa/, preferences/ as in ../shared/data). Each
+`--records` part is one file; the same `--seed`, `--fold` and `--heldout_categories` always give disjoint parts:
+
+| part | what | label |
+|---|---|---|
+| sft | MedSafetyBench train requests → their safe responses (training categories), PubMedQA train-fold questions (without the abstract) → "Yes./No./Maybe. + the authors' conclusion", HEAL's built-in benign medical requests → written answers | – |
+| prompts | prompts for RLAIF labelling, PPO, GRPO, DPO: other MedSafetyBench requests of the training categories (unsafe) and the built-in benign requests (safe) | unsafe / safe |
+| heldout_harmful | MedSafetyBench requests of the held-out categories and HarmBench val behaviours (no context string) | unsafe |
+| heldout_benign | XSTest's safe prompts, spread over its types | safe |
+| hh_train / hh_heldout | HH-RLHF harmless-base human preference pairs (prompt/chosen/rejected), split 80/20 | – |
+
+The held-out parts share no request with the training parts, and their MedSafetyBench categories are never trained
+on, so refusal there measures generalisation. PubMedQA's dev fold for eval comes from `heal prep --dataset pubmedqa
+--fold K --part dev`: the sft part uses only that fold's train part.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+from heal.data.io import read_records
+from heal.errors import HealError
+
+QUESTION_ONLY_SUFFIX = "Answer yes, no or maybe, then explain."
+PARTS = ("sft", "prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout")
+BUILTIN = Path(__file__).parent / "builtin"
+# Sizes that keep the real-model run within an hour on 2 CPU cores (docs/alignment.md).
+SIZES = {"sft_refusals_per_category": 15, "sft_pubmedqa": 40, "prompt_requests_per_category": 15,
+         "heldout_per_category": 20, "heldout_harmbench": 30, "heldout_xstest": 100, "hh_heldout_share": 0.2}
+FILES = {"medsafety": "adversarial/medsafetybench/medsafetybench_train_all.csv",
+         "harmbench": "adversarial/harmbench/harmbench_behaviors_text_val.csv",
+         "xstest": "adversarial/xstest/xstest_prompts.csv",
+         "pubmedqa": "pubmedqa/ori_pqal_trainval.json",
+         "hh": "preferences/hh_rlhf_harmless_base_test.jsonl.gz"}
+
+
+def parse_categories(text: str) -> set[int]:
+    try:
+        categories = {int(c) for c in str(text).split(",") if c.strip()}
+    except ValueError:
+        raise HealError(f"--heldout_categories {text}: give MedSafetyBench categories 1-9, comma-separated") from None
+    if not categories or not categories <= set(range(1, 10)) or len(categories) == 9:
+        raise HealError(f"--heldout_categories {text}: give 1 to 8 of the MedSafetyBench categories 1-9")
+    return categories
+
+
+def prepare(root: str | Path, part: str, heldout_categories: str = "7,8,9", fold: int = 0,
+            seed: int = 0) -> tuple[list[dict], dict]:
+    """The records of one part, and a summary of what was read and kept."""
+    if part not in PARTS:
+        raise HealError(f"--records {part}: the alignment data set has parts {', '.join(PARTS)}")
+    root = Path(root)
+    if not root.is_dir():
+        raise HealError(f"{root}: --input_path must be the shared data folder (adversarial/, pubmedqa/, preferences/)")
+    missing = [rel for rel in FILES.values() if not (root / rel).exists()]
+    if missing:
+        raise HealError(f"{root}: missing {', '.join(missing)}; point --input_path at the shared data folder")
+    held_out = parse_categories(heldout_categories)
+    builders = {"sft": _sft, "prompts": _prompts, "heldout_harmful": _heldout_harmful,
+                "heldout_benign": _heldout_benign, "hh_train": _hh, "hh_heldout": _hh}
+    records = builders[part](root, held_out=held_out, fold=fold, seed=seed, part=part)
+    summary = {"read": len(records), "kept": len(records), "part": part,
+               "heldout_categories": sorted(held_out), "kept_by_task": dict(Counter(r["source"] for r in records))}
+    labels = Counter(r["label"] for r in records if "label" in r)
+    if labels:
+        summary["labels"] = dict(labels)
+    return records, summary
+
+
+def _medsafety_by_category(root: Path, seed: int) -> dict[int, list[dict]]:
+    """MedSafetyBench records per category, each list in one seeded order (the parts take disjoint slices)."""
+    from heal.data import medsafety
+
+    records, _ = medsafety.prepare(root / FILES["medsafety"], "sft")
+    by_category: dict[int, list[dict]] = {}
+    for record in records:
+        by_category.setdefault(int(record["category"]), []).append(record)
+    for category, items in by_category.items():
+        random.Random(f"{seed}-medsafety-{category}").shuffle(items)
+    return dict(sorted(by_category.items()))
+
+
+def _benign_answers() -> list[dict]:
+    rows = read_records(BUILTIN / "benign_medical_answers.csv")
+    return [{"id": f"benign-{i}", "task": "safety", "source": "heal_benign", "prompt": r["prompt"],
+             "completion": r["response"], "reference": r["response"], "category": r["category"], "label": "safe"}
+            for i, r in enumerate(rows)]
+
+
+def _sft(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
+    from heal.data import pubmedqa
+
+    n = SIZES["sft_refusals_per_category"]
+    refusals = [r for c, items in _medsafety_by_category(root, seed).items() if c not in held_out for r in items[:n]]
+    qa, _ = pubmedqa.prepare(root / FILES["pubmedqa"], fold, "train")
+    random.Random(f"{seed}-pubmedqa").shuffle(qa)
+    # the question without its abstract: the answer (decision first, then the authors' conclusion) is what SFT
+    # teaches, and a 100-token record trains about five times faster on a CPU than one with the abstract
+    qa = [{k: v for k, v in r.items() if k != "context"} | {"prompt": f"{r['question']} {QUESTION_ONLY_SUFFIX}"}
+          for r in qa[:SIZES["sft_pubmedqa"]]]
+    records = refusals + qa + _benign_answers()
+    random.Random(f"{seed}-sft").shuffle(records)
+    return records
+
+
+def _prompts(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
+    start, n = SIZES["sft_refusals_per_category"], SIZES["prompt_requests_per_category"]
+    harmful = [_prompt_only(r) for c, items in _medsafety_by_category(root, seed).items() if c not in held_out
+               for r in items[start:start + n]]
+    benign = [_prompt_only(r) for r in _benign_answers()]
+    records = harmful + benign
+    random.Random(f"{seed}-prompts").shuffle(records)
+    return records
+
+
+def _prompt_only(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("completion",)}
+
+
+def _heldout_harmful(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
+    n = SIZES["heldout_per_category"]
+    records = [_prompt_only(r) | {"reference": None} for c, items in _medsafety_by_category(root, seed).items()
+               if c in held_out for r in items[:n]]
+    behaviours = [r for r in read_records(root / FILES["harmbench"])
+                  if r.get("FunctionalCategory", "standard") == "standard" and not (r.get("ContextString") or "")]
+    random.Random(f"{seed}-harmbench").shuffle(behaviours)
+    records += [{"id": f"harmbench-{r.get('BehaviorID') or i}", "task": "safety", "source": "harmbench_val",
+                 "prompt": r["Behavior"], "category": r.get("SemanticCategory", ""), "label": "unsafe"}
+                for i, r in enumerate(behaviours[:SIZES["heldout_harmbench"]])]
+    return [{k: v for k, v in r.items() if v is not None} for r in records]
+
+
+def _heldout_benign(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
+    safe = [r for r in read_records(root / FILES["xstest"]) if str(r.get("label")).strip().lower() == "safe"]
+    by_type: dict[str, list[dict]] = {}
+    for row in safe:
+        by_type.setdefault(row.get("type", ""), []).append(row)
+    per_type = max(1, SIZES["heldout_xstest"] // len(by_type))
+    chosen = []
+    for kind, rows in sorted(by_type.items()):
+        random.Random(f"{seed}-xstest-{kind}").shuffle(rows)
+        chosen += rows[:per_type]
+    return [{"id": f"xstest-{r.get('id')}", "task": "safety", "source": "xstest", "prompt": r["prompt"],
+             "category": r.get("type", ""), "label": "safe"} for r in chosen]
+
+
+def _hh(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
+    from heal.feedback.preferences import normalise_pair
+
+    path = root / FILES["hh"]
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    pairs = []
+    for i, row in enumerate(rows, 1):
+        try:
+            pairs.append({"id": f"hh-{i}", "source": "hh_rlhf_harmless_base", **normalise_pair(row, path, i)})
+        except HealError:
+            continue  # a handful of HH-RLHF rows have identical or empty answers: not a preference
+    random.Random(f"{seed}-hh").shuffle(pairs)
+    cut = round(len(pairs) * (1 - SIZES["hh_heldout_share"]))
+    return pairs[:cut] if part == "hh_train" else pairs[cut:]
