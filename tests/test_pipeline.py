@@ -12,6 +12,7 @@ import yaml
 from helpers import REPO, assert_one_line_error, heal
 
 from heal import pipeline, run_report
+from heal.errors import HealError
 
 DATA_STAGES = {
     "data": {"verb": "prep", "args": {"dataset": "synthetic_pubmedqa", "n": 120, "seed": 3,
@@ -197,3 +198,20 @@ def test_a_stage_with_a_launcher_runs_as_its_child_process(tmp_path, capsys):
     # how a stage is launched is not part of its fingerprint (the result is the same), so force the rerun
     code, _, err = heal(capsys, "pipeline", write_config(tmp_path, stages), "--force")
     assert_one_line_error(code, err, "stage dev_data (heal prep) failed", "exited with code 3")
+
+
+def test_a_comma_separated_prompt_list_is_checked_path_by_path(tmp_path):
+    """redteam reads several prompt files from one comma-separated flag: each must exist or come from a stage."""
+    config = {"run_dir": str(tmp_path / "run"), "stages": {
+        **json.loads(json.dumps(DATA_STAGES)),
+        "red": {"verb": "redteam", "args": {"model_path": "heal-tiny", "attacks": "direct",
+                                             "adversarial_prompts_path": "${train_data},${dev_data}"}}}}
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    _, stages, _ = pipeline.load(path)
+    pipeline.validate(path, stages)  # both files are written by earlier stages
+    config["stages"]["red"]["args"]["adversarial_prompts_path"] = "${train_data},/nope/prompts.csv"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    _, stages, _ = pipeline.load(path)
+    with pytest.raises(HealError, match="/nope/prompts.csv does not exist"):
+        pipeline.validate(path, stages)
