@@ -3,6 +3,7 @@
     python benchmarks/ppo_vs_trl.py                          # builds TRL 1.12.0's venv under benchmarks/_work (once)
     python benchmarks/ppo_vs_trl.py --trl_python /path/to/venv/bin/python       # a venv with trl==1.12.0 already
     python benchmarks/ppo_vs_trl.py --updates 40 --repeats 5                    # longer; median of 5 interleaved runs
+    python benchmarks/ppo_vs_trl.py --heal_variant='--share_backbone true'     # also HEAL with a shared trunk
 
 TRL removed its PPOTrainer in 1.13, so the contender is `trl.experimental.ppo.PPOTrainer` of trl==1.12.0, the last
 release with it. It cannot share HEAL's venv (HEAL pins TRL 1.16), so without --trl_python this script makes a
@@ -26,6 +27,11 @@ episodes/s = rollouts per update / that. Afterwards one evaluator (HEAL's venv, 
 answers per held-out prompt at temperature 0.7 from the SFT policy and from each trained policy and reports the
 reward model's mean (normalised) score, PubMedQA accuracy, and KL(π ‖ π_SFT) = mean over answers of
 Σ_t log π(a_t) − log π_SFT(a_t). Prints a Markdown table with the ratios HEAL / TRL.
+
+`--heal_variant FLAGS` adds HEAL run with extra `heal ppo` flags as a contender of its own, named by its flags, with
+its own ratio line. `--heal_variant='--share_backbone true'` is not TRL's algorithm: its value is a head on the
+policy's trunk, where TRL 1.12 (and HEAL's default) train a separate value model started from the reward model —
+the row's name says so, and the default HEAL row keeps the like-for-like ratio beside it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -44,6 +52,7 @@ WORK = REPO / "benchmarks" / "_work" / "ppo_vs_trl"
 TRL_VENV = REPO / "benchmarks" / "_work" / "trl-1.12.0-venv"
 TRL_VERSION = "1.12.0"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+TRL = "TRL 1.12 PPOTrainer"
 HELD_OUT = 100  # prompts never trained on, for the before/after evaluation
 
 # The PPO knobs both contenders get (TRL 1.12 PPOConfig names); batch and response length come from the flags.
@@ -120,7 +129,7 @@ def read_prompts(path: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def heal_worker(args, paths: dict, out: Path) -> dict:
+def heal_worker(args, paths: dict, out: Path, extra: list[str]) -> dict:
     import torch
 
     from heal.ppo import setup
@@ -132,7 +141,7 @@ def heal_worker(args, paths: dict, out: Path) -> dict:
     flags = [f"--{k}={v}" for k, v in knobs.items()]
     script, training, model_args = make_parser().parse([
         "--model_name", paths["sft"], "--reward_model_path", paths["rm"], "--dataset_path", paths["data"],
-        "--output_dir", str(out / "unused"), "--max_grad_norm", "0", *flags])
+        "--output_dir", str(out / "unused"), "--max_grad_norm", "0", *flags, *extra])
     torch.manual_seed(0)
     prompts = read_prompts(paths["data"])[:-HELD_OUT]
     reward = parse_reward(script.reward, training.reward_model_path)
@@ -270,8 +279,9 @@ def evaluate(args, paths: dict, policies: dict[str, str]) -> dict[str, dict]:
 
 # --- the table ------------------------------------------------------------------------------------------------------
 
-def run_worker(python: str, mode: str, args, paths: dict, out: Path) -> dict:
+def run_worker(python: str, mode: str, args, paths: dict, out: Path, extra: str = "") -> dict:
     command = [python, __file__, "--worker", mode, "--paths", json.dumps(paths), "--out", str(out),
+               f"--heal_flags={extra}",
                "--batch", str(args.batch), "--response_length", str(args.response_length),
                "--updates", str(args.updates)]
     env = {**ENV, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
@@ -298,30 +308,33 @@ def table(results: dict[str, dict], evals: dict[str, dict], args) -> str:
                      f"{r['peak_rss_mb']:.0f} | {before['score']:+.3f} → {e['score']:+.3f} | "
                      f"{before['accuracy']:.3f} → {e['accuracy']:.3f} | {e['kl']:.2f} | "
                      f"{logs[0]['objective/scores']:+.3f} → {last:+.3f} | {r['versions']} |")
-    if len(results) == 2:
-        heal_r, trl_r = results["HEAL"], results["TRL 1.12 PPOTrainer"]
-        speed = heal_r["episodes_per_second"] / trl_r["episodes_per_second"]
-        rss = heal_r["peak_rss_mb"] / trl_r["peak_rss_mb"]
-        gains = {n: evals[n]["score"] - before["score"] for n in results}
-        met = lambda ok: "met" if ok else "missed"  # noqa: E731
-        lines += ["", f"HEAL / TRL: episodes/s {speed:.2f}× (target ≥ 1.5×: {met(speed >= 1.5)}), "
-                      f"peak RSS {rss:.2f}× (target ≤ 1: {met(rss <= 1)}), held-out score gain "
-                      f"{gains['HEAL']:+.3f} vs {gains['TRL 1.12 PPOTrainer']:+.3f} (target ≥ TRL's: "
-                      f"{met(gains['HEAL'] >= gains['TRL 1.12 PPOTrainer'])})",
-                  "per interleaved repeat, TRL s/update ÷ HEAL s/update: " + ", ".join(
-                      f"{t / h:.2f}×" for h, t in zip(heal_r["repeat_seconds_per_update"],
-                                                      trl_r["repeat_seconds_per_update"]))]
+    if TRL in results:
+        lines.append("")
+        for name in (n for n in results if n != TRL):
+            lines += ratios(name, results[name], results[TRL], evals, before)
     return "\n".join(lines)
 
 
-def contend(contenders: dict[str, tuple[str, str]], args, paths: dict) -> dict[str, dict]:
+def ratios(name: str, heal_r: dict, trl_r: dict, evals: dict, before: dict) -> list[str]:
+    """One HEAL contender against TRL: the three targets, then the speed ratio of each interleaved repeat."""
+    speed = heal_r["episodes_per_second"] / trl_r["episodes_per_second"]
+    rss = heal_r["peak_rss_mb"] / trl_r["peak_rss_mb"]
+    gain, trl_gain = evals[name]["score"] - before["score"], evals[TRL]["score"] - before["score"]
+    met = lambda ok: "met" if ok else "missed"  # noqa: E731
+    return [f"{name} / TRL: episodes/s {speed:.2f}× (target ≥ 1.5×: {met(speed >= 1.5)}), peak RSS {rss:.2f}× "
+            f"(target ≤ 1: {met(rss <= 1)}), held-out score gain {gain:+.3f} vs {trl_gain:+.3f} (target ≥ TRL's: "
+            f"{met(gain >= trl_gain)}); per interleaved repeat, TRL s/update ÷ this s/update: " + ", ".join(
+                f"{t / h:.2f}×" for h, t in zip(heal_r["repeat_seconds_per_update"], trl_r["repeat_seconds_per_update"]))]
+
+
+def contend(contenders: dict[str, tuple[str, str, str]], args, paths: dict) -> dict[str, dict]:
     """Run each contender --repeats times, interleaved (HEAL, TRL, HEAL, TRL, …) so that load from other jobs on a
     shared machine falls on both alike. A contender's s/update is the median over repeats of each run's median; its
     peak RSS the largest; its policy and logs those of the first run."""
     runs: dict[str, list[dict]] = {name: [] for name in contenders}
     for i in range(args.repeats):
-        for name, (python, mode) in contenders.items():
-            runs[name].append(run_worker(python, mode, args, paths, WORK / "out" / f"{mode}-{i}"))
+        for name, (python, mode, extra) in contenders.items():
+            runs[name].append(run_worker(python, mode, args, paths, out_dir(name, i), extra))
             print(f"repeat {i + 1}: {name} {statistics.median(runs[name][-1]['update_seconds']):.3f} s/update",
                   file=sys.stderr)
     results = {}
@@ -331,6 +344,11 @@ def contend(contenders: dict[str, tuple[str, str]], args, paths: dict) -> dict[s
         results[name] = {**repeats[0], "seconds_per_update": median, "episodes_per_second": args.batch / median,
                          "repeat_seconds_per_update": medians, "peak_rss_mb": max(r["peak_rss_mb"] for r in repeats)}
     return results
+
+
+def out_dir(name: str, repeat: int) -> Path:
+    """benchmarks/_work/…/out/<contender as a file name>-<repeat>: each run's policy and result.json."""
+    return WORK / "out" / f"{re.sub(r'[^A-Za-z0-9.]+', '_', name).strip('_')}-{repeat}"
 
 
 def main() -> None:
@@ -348,13 +366,19 @@ def main() -> None:
                         help="SFT steps of the policy (fewer: a quicker, less trained workload, own folder)")
     parser.add_argument("--rm_epochs", type=int, default=3, help="reward model epochs (as --sft_steps)")
     parser.add_argument("--only", choices=["heal", "trl"], help="run one contender (profiling)")
+    parser.add_argument("--heal_variant", action="append", default=[], metavar="FLAGS",
+                        help="also run HEAL with these extra `heal ppo` flags, as its own contender (repeatable), "
+                             "e.g. --heal_variant='--share_backbone true'")
+    parser.add_argument("--heal_flags", default="", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["heal", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker = trl_worker if args.worker == "trl" else heal_worker
-        print(json.dumps(worker(args, json.loads(args.paths), Path(args.out))))
+        paths, out = json.loads(args.paths), Path(args.out)
+        result = (trl_worker(args, paths, out) if args.worker == "trl" else
+                  heal_worker(args, paths, out, shlex.split(args.heal_flags)))
+        print(json.dumps(result))
         return
     global WORK
     if (args.sft_steps, args.rm_epochs) != (110, 3):  # a lighter workload gets its own folder
@@ -363,12 +387,13 @@ def main() -> None:
     python = args.trl_python or (None if args.only == "heal" else trl_python())
     contenders = {}
     if args.only != "trl":
-        contenders["HEAL"] = (sys.executable, "heal")
+        contenders["HEAL"] = (sys.executable, "heal", "")
+        for flags in args.heal_variant:
+            contenders[f"HEAL {flags}"] = (sys.executable, "heal", flags)
     if args.only != "heal":
-        contenders["TRL 1.12 PPOTrainer"] = (python, "trl")
+        contenders[TRL] = (python, "trl", "")
     results = contend(contenders, args, paths)
-    policies = {"SFT (before)": paths["sft"], **{name: str(WORK / "out" / f"{mode}-0" / "policy") for name, mode in
-                                                 (("HEAL", "heal"), ("TRL 1.12 PPOTrainer", "trl")) if name in results}}
+    policies = {"SFT (before)": paths["sft"], **{name: str(out_dir(name, 0) / "policy") for name in results}}
     evals = evaluate(args, paths, policies)
     (WORK / "results.json").write_text(json.dumps({"args": vars(args), "results": results, "evals": evals}, indent=1))
     print(table(results, evals, args))

@@ -7,6 +7,7 @@ the reward (a frozen reward model, an AI judge or a rule; heal.ppo.rewards).
   each response token. It starts from the reward model (Huang et al. 2024, detail 3) when the reward model shares the
   policy's tokenizer — a value per policy token needs the same tokens — else from the policy, with a zero head (so
   V ≡ 0 at the start). LoRA applies to it too; its head always trains fully.
+- --share_backbone: no value model; a value head on the policy's trunk instead (SharedTrunkPolicyAndValue).
 - Dropout is off in every model (Huang et al. 2024, detail 6): with dropout the log-probabilities of the rollout and
   of the update would differ for the same weights, and the ratio π/π_old would not start at 1. Every dropout
   probability is set to 0 (LoRA's included), so train mode (needed by gradient checkpointing) and eval mode compute
@@ -62,6 +63,29 @@ class PolicyAndValue(nn.Module):
                              use_cache=False, logits_to_keep=response_length + 1).logits[:, :-1]
         values = token_scores(self.value_model, input_ids, attention_mask, position_ids)
         return logits, values[:, -response_length - 1:-1]
+
+
+class SharedTrunkPolicyAndValue(PolicyAndValue):
+    """--share_backbone: the value is a linear head on the policy's own last hidden state (after the final norm,
+    the features the LM head reads), as older TRL's AutoModelForCausalLMWithValueHead and OpenRLHF's shared critic.
+    One trunk forward and backward per PPO step instead of two — but the value model no longer starts from the reward
+    model: the head starts at zero (V ≡ 0), and the value loss (× vf_coef) also trains the policy's trunk."""
+
+    def __init__(self, policy):
+        nn.Module.__init__(self)
+        self.policy = policy
+        config = policy.config
+        self.value_head = nn.Linear(config.hidden_size, 1, dtype=next(policy.parameters()).dtype)
+        nn.init.zeros_(self.value_head.weight)
+        nn.init.zeros_(self.value_head.bias)
+
+    def _forward(self, input_ids, attention_mask, position_ids, response_length: int):
+        start = int(attention_mask.any(dim=0).long().argmax())
+        input_ids, attention_mask, position_ids = (t[:, start:] for t in (input_ids, attention_mask, position_ids))
+        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          use_cache=False, logits_to_keep=response_length + 1, output_hidden_states=True)
+        hidden = out.hidden_states[-1][:, -response_length - 1:-1]  # the states before each response token
+        return out.logits[:, :-1], self.value_head(hidden).squeeze(-1)
 
 
 def load_policy_and_reference(model_args, training):

@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # annotations only: importing these at module level would pul
     from heal.rl.rewards import JudgeSource, RewardModelSource
     from heal.rl.sampling import RolloutSettings
 
+SHARED_VALUE_INIT = ("a zero-initialised value head on the policy's own trunk (--share_backbone: no separate "
+                     "value model)")
 STATE_FILE = "trainer_state.json"  # written last: a checkpoint without it is incomplete (heal.models.run_folder)
 
 
@@ -158,7 +160,7 @@ def load_checkpoint(run: PPORun, checkpoint: str) -> None:
 
 # --- building a run ------------------------------------------------------------------------------------------------
 
-def check_settings(training) -> None:
+def check_settings(training, script=None) -> None:
     """Fail fast on PPO settings that cannot work (before any model is loaded)."""
     if training.temperature <= 0:
         raise HealError(f"--temperature {training.temperature:g}: PPO samples its rollouts; use a value > 0 "
@@ -172,6 +174,9 @@ def check_settings(training) -> None:
         raise HealError(f"--kl_target {training.kl_target:g}: must be positive (or unset for a fixed --kl_coef)")
     if training.stop_token is not None and training.stop_token_id is not None:
         raise HealError("--stop_token and --stop_token_id are exclusive; pass one of them")
+    if training.share_backbone and getattr(script, "value_model_path", None):
+        raise HealError("--share_backbone and --value_model_path are exclusive: with a shared backbone the value head "
+                        "sits on the policy; drop one of them")
     if training.num_ppo_epochs < 1 or training.local_rollout_forward_batch_size < 1:
         raise HealError("--num_ppo_epochs and --local_rollout_forward_batch_size must be at least 1")
 
@@ -214,20 +219,24 @@ def build_run(script, training, model_args, reward_spec: RewardSpec, prompts: li
 
     from heal import runs
     from heal.ppo.kl import make_kl_controller
-    from heal.ppo.models import PolicyAndValue, load_policy_and_reference, load_value_model
+    from heal.ppo.models import (PolicyAndValue, SharedTrunkPolicyAndValue, load_policy_and_reference,
+                                 load_value_model)
     from heal.rl.rewards import make_reward_source
     from heal.rl.sampling import RolloutSettings
 
     set_seed(training.seed)
     policy, reference, tokenizer, info = load_policy_and_reference(model_args, training)
     reward = make_reward_source(reward_spec, script, tokenizer, credentialed, training.local_rollout_forward_batch_size)
-    value_path, new_head, value_init = value_start(script, reward, model_args.model_name_or_path)
-    value_model = load_value_model(value_path, tokenizer, model_args, new_head)
+    if training.share_backbone:
+        model = SharedTrunkPolicyAndValue(policy)
+        value_init = SHARED_VALUE_INIT
+    else:
+        value_path, new_head, value_init = value_start(script, reward, model_args.model_name_or_path)
+        model = PolicyAndValue(policy, load_value_model(value_path, tokenizer, model_args, new_head))
     if training.learning_rate is None:
         training.learning_rate = LEARNING_RATES.pick(runs.built_from_heal_tiny(model_args.model_name_or_path),
                                                      model_args.use_peft)
     accelerator = make_accelerator(training, sizes.accumulation, trackers)
-    model = PolicyAndValue(policy, value_model)
     optimizer, scheduler = make_optimizer(training, model,
                                           sizes.updates * training.num_ppo_epochs * training.num_mini_batches)
     model, optimizer = accelerator.prepare(model, optimizer)

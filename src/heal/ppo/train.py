@@ -62,7 +62,7 @@ def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelC
     folder = Path(training.output_dir)
     # 1. Check the request (the reward is parsed once, here) before anything heavy.
     policy_path = _policy_path(model_args, training)
-    setup.check_settings(training)
+    setup.check_settings(training, script)
     reward = parse_reward(script.reward, training.reward_model_path)
     if reward.kind == "model":
         require_reward_model(reward.target)  # before any model is loaded
