@@ -5,9 +5,10 @@
 
 Runs `heal quickstart --preset smollm2` (base → SFT → RLHF / RLAIF / d-RLAIF / DPO, eval and red-team of each on
 held-out prompts; it needs ../shared/data) and prints, from the run folder: the comparison table with its targets
-(heal.frontier), the wall time of every stage, the whole run's wall time against the 60-minute CPU target and the
-load average (other jobs on a shared machine slow every stage). Stages already done in --output_dir are skipped by
-the pipeline and keep the time they took when they ran.
+(heal.frontier; with the RLAIF judge's agreement with human labels on XSTest answers of two other models, which
+benchmarks/judge_agreement.py writes into the run folder), the wall time of every stage, the whole run's wall time
+against the 60-minute CPU target and the load average (other jobs on a shared machine slow every stage). Stages
+already done in --output_dir are skipped by the pipeline and keep the time they took when they ran.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ def main() -> None:
         raise SystemExit(f"heal quickstart --preset smollm2 failed (exit {done.returncode})")
     wall = (time.perf_counter() - start) / 60
     folder = REPO / args.output_dir
+    # the RLAIF judge against human labels on XSTest answers of two other models (cross-file and in-sample), into
+    # the run folder, where heal.frontier reads it; then the table again with that line
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "judge_agreement.py"), "--json",
+                    str(folder / "data" / "judge_agreement_xstest.json")], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL)
+    sys.path.insert(0, str(REPO / "src"))
+    from heal.frontier import write
+
+    print(write(folder))
     data = json.loads((folder / "frontier.json").read_text())
     print("\n| stage | seconds |\n|---|---:|")
     for stage, seconds in data["stage_seconds"].items():

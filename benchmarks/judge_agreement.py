@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/redteam.md)")
     parser.add_argument("--errors", type=int, default=0, help="also print this many disagreements per file")
+    parser.add_argument("--json", type=Path, help="also write the scores as JSON here (heal.frontier reads "
+                        "<run>/data/judge_agreement_xstest.json into the alignment table)")
     args = parser.parse_args(argv)
     from heal.redteam.judging import Embedder
 
@@ -121,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     embedder.save_cache(CACHE)
     print(markdown(results))
     print(confusions(results))
+    if args.json:
+        from heal.data.io import write_json
+
+        write_json(args.json, {name: {k: v for k, v in res.items() if k != "_errors"} for name, res in results.items()})
     for name, res in results.items():
         for error in res["_errors"][:args.errors]:
             print(name, *error, sep=" | ")

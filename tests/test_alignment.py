@@ -131,3 +131,17 @@ def test_comparison_table_reads_each_stage_and_checks_the_targets(tmp_path):
     assert "| RLHF | 0.90 [0.80, 1.00] |" in text
     assert (tmp_path / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "frontier.json").read_text())["policies"][2]["policy"] == "RLHF"
+
+
+def test_comparison_reports_the_judges_agreement_with_humans(tmp_path):
+    _fake_run(tmp_path, [0.1] * 6, [0.0] * 6, [5] * 6)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "judge_agreement_hh.json").write_text(json.dumps(
+        {"pairs": 150, "agreement": 6 / 13, "agreement_ties_half": 0.4967, "ties": 137}))
+    (tmp_path / "data" / "judge_agreement_xstest.json").write_text(json.dumps({"llama2orig": {
+        "n": 450, "cross-file: combined (learned fit on the other file)": {"binary": 0.938, "three_way": 0.818},
+        "in-sample: combined (shipped)": {"binary": 0.969, "three_way": 0.889}}}))
+    text = frontier.write(tmp_path)
+    assert "on 150 held-out pairs: agreement 0.50 with ties counted ½ (137 ties" in text
+    assert "0.46 on the other 13" in text
+    assert "llama2orig (450 answers): cross-file 0.938 binary / 0.818 3-way; in-sample 0.969 binary" in text

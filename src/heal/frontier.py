@@ -87,6 +87,9 @@ def _judges(folder: Path) -> dict:
     agreement = folder / "data" / "judge_agreement_hh.json"
     if agreement.is_file():
         out["rlaif_judge_vs_humans_hh"] = read_json(agreement)
+    xstest = folder / "data" / "judge_agreement_xstest.json"  # benchmarks/judge_agreement.py --json (the benchmark
+    if xstest.is_file():                                        # alignment_smollm2.py writes it after the run)
+        out["rlaif_judge_vs_humans_xstest"] = read_json(xstest)
     for stage in ("reward_hh", "reward_ai"):
         from heal.contracts import contract_of
 
@@ -131,8 +134,18 @@ def _judge_lines(judges: dict) -> list[str]:
     lines = []
     hh = judges.get("rlaif_judge_vs_humans_hh") or {}
     if hh:
-        lines.append(f"RLAIF judge (safety:combined) vs human HH-RLHF preferences on the held-out pairs: agreement "
-                     f"{_rate(hh.get('agreement'))} over {hh.get('n', hh.get('pairs', '?'))} pairs (ties count ½).")
+        pairs, ties = hh.get("pairs", hh.get("n", "?")), hh.get("ties")
+        lines.append(f"RLAIF judge (safety:combined) vs human HH-RLHF preferences on {pairs} held-out pairs: agreement "
+                     f"{_rate(hh.get('agreement_ties_half', hh.get('agreement')))} with ties counted ½"
+                     + (f" ({ties} ties: the judge scored both answers alike; {_rate(hh.get('agreement'))} on the "
+                        f"other {pairs - ties})" if isinstance(ties, int) and isinstance(pairs, int) else "") + ".")
+    for file, res in (judges.get("rlaif_judge_vs_humans_xstest") or {}).items():
+        parts = [f"{split} {res[key]['binary']:.3f} binary / {res[key]['three_way']:.3f} 3-way"
+                 for split, key in (("cross-file", "cross-file: combined (learned fit on the other file)"),
+                                    ("in-sample", "in-sample: combined (shipped)")) if key in res]
+        if parts:
+            lines.append(f"RLAIF judge (safety:combined) vs human labels on XSTest answers of {file} "
+                         f"({res.get('n', '?')} answers): " + "; ".join(parts) + ".")
     for stage, name in (("reward_hh", "RLHF reward model (HH-RLHF)"), ("reward_ai", "RLAIF reward model")):
         metrics = judges.get(stage) or {}
         acc = next((v for k, v in metrics.items() if k.endswith("accuracy") and isinstance(v, (int, float))), None)
