@@ -148,9 +148,10 @@ def _judge_lines(judges: dict) -> list[str]:
                          f"({res.get('n', '?')} answers): " + "; ".join(parts) + ".")
     for stage, name in (("reward_hh", "RLHF reward model (HH-RLHF)"), ("reward_ai", "RLAIF reward model")):
         metrics = judges.get(stage) or {}
-        acc = next((v for k, v in metrics.items() if k.endswith("accuracy") and isinstance(v, (int, float))), None)
-        if acc is not None:
-            lines.append(f"{name}: pairwise accuracy on its held-out pairs {acc:.3f}.")
+        before, after = metrics.get("eval_before/accuracy"), metrics.get("eval/accuracy")
+        if after is not None:
+            lines.append(f"{name}: pairwise accuracy on its held-out pairs "
+                         + ("" if before is None else f"{before:.3f} before training → ") + f"{after:.3f}.")
     return lines
 
 

@@ -108,7 +108,19 @@ def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelC
     summary = runs.summary(folder)
     if trackers:
         run.accelerator.end_training()  # also ends the process group: nothing distributed may follow
+    _end_process_group(run.accelerator)
     return summary
+
+
+def _end_process_group(acc) -> None:
+    """Under torchrun: wait until every rank is done (rank 0 publishes the run folder after the others have nothing
+    left to do), then end the process group. A rank that exits with the group still up can abort in gloo's teardown
+    ("terminate called without an active exception"), and torchrun then kills rank 0 in the middle of publishing."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        acc.wait_for_everyone()
+        dist.destroy_process_group()
 
 
 # --- the PPO loop --------------------------------------------------------------------------------------------------
