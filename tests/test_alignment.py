@@ -145,3 +145,19 @@ def test_comparison_reports_the_judges_agreement_with_humans(tmp_path):
     assert "on 150 held-out pairs: agreement 0.50 with ties counted ½ (137 ties" in text
     assert "0.46 on the other 13" in text
     assert "llama2orig (450 answers): cross-file 0.938 binary / 0.818 3-way; in-sample 0.969 binary" in text
+
+
+def test_preset_ppo_stages_have_a_gold_that_is_not_their_reward(tmp_path):
+    """The monitor refuses a gold equal to the training reward: checked here, not an hour into the run."""
+    from heal.pipeline import load
+    from heal.quickstart import PRESETS
+    from heal.rl.monitor import parse_gold
+    from heal.rl.rewards import parse_reward
+
+    _, stages, _ = load(PRESETS["smollm2"], run_dir=str(tmp_path))
+    ppo = [s for s in stages if s.verb == "ppo"]
+    assert [s.name for s in ppo] == ["ppo_rlhf", "ppo_rlaif", "ppo_drlaif"]
+    for stage in ppo:
+        proxy = parse_reward(stage.args.get("reward"), stage.args.get("reward_model_path"))
+        gold = parse_gold(stage.args["gold_reward"], proxy)
+        assert gold.target != proxy.target and stage.args["keep_best"] is True
