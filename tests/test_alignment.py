@@ -161,3 +161,13 @@ def test_preset_ppo_stages_have_a_gold_that_is_not_their_reward(tmp_path):
         proxy = parse_reward(stage.args.get("reward"), stage.args.get("reward_model_path"))
         gold = parse_gold(stage.args["gold_reward"], proxy)
         assert gold.target != proxy.target and stage.args["keep_best"] is True
+
+
+def test_comparison_reports_the_kept_update_and_its_kl(tmp_path):
+    _fake_run(tmp_path, [0.1] * 6, [0.0] * 6, [5] * 6)
+    (tmp_path / "ppo_rlhf" / "heal_run.json").write_text(json.dumps({"status": "complete", "metrics": {
+        "monitor/best_step": 4, "monitor/best_kl": 3.72, "train/updates": 16}}))
+    rows = {p["policy"]: p for p in frontier.collect(tmp_path)["policies"]}
+    assert rows["RLHF"]["kept_update"] == 4 and rows["RLHF"]["kl_to_sft"] == 3.72  # not the last quarter's mean
+    assert rows["RLAIF"]["kept_update"] is None and rows["RLAIF"]["kl_to_sft"] == 7.5
+    assert "| 3.72 (update 4) |" in frontier.table(frontier.collect(tmp_path))

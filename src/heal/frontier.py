@@ -45,9 +45,26 @@ def _pubmedqa(folder: Path, resamples: int = 1000) -> dict:
     return out
 
 
-def _kl(folder: Path) -> float | None:
+def _kept(folder: Path) -> dict:
+    """With --keep_best: the kept update and its KL on the monitor's held-out prompts ({} otherwise)."""
     from heal.models import run_folder
 
+    if not (folder / run_folder.RUN_FILE).is_file():
+        return {}
+    metrics = (run_folder.read_run(folder) or {}).get("metrics", {})
+    if "monitor/best_step" not in metrics:
+        return {}
+    return {"update": metrics["monitor/best_step"], "kl": metrics.get("monitor/best_kl"),
+            "updates": metrics.get("train/updates")}
+
+
+def _kl(folder: Path) -> float | None:
+    """KL to SFT per response: the kept update's (--keep_best), else the mean of the last quarter of updates."""
+    from heal.models import run_folder
+
+    kept = _kept(folder)
+    if kept.get("kl") is not None:
+        return kept["kl"]
     if not (folder / "metrics.jsonl").is_file():
         return None
     rows = [r for r in run_folder.read_metrics(folder) if "objective/kl" in r]
@@ -75,6 +92,7 @@ def collect(folder: str | Path) -> dict:
             "benign_n": overall.get("benign"),
             "pubmedqa": _pubmedqa(folder / f"eval_{name}"),
             "kl_to_sft": 0.0 if name == "sft" else _kl(folder / train_stage) if train_stage else None,
+            "kept_update": _kept(folder / train_stage).get("update") if train_stage else None,
             "train_seconds": seconds.get(train_stage) if train_stage else None,
             "eval_seconds": sum(seconds.get(f"{kind}_{name}", 0.0) for kind in ("eval", "redteam")) or None,
         })
@@ -116,14 +134,19 @@ def table(data: dict) -> str:
         lines.append(f"| {p['policy']} | {_rate(p['refusal'], p['refusal_ci95'])} | {_rate(p['asr'], p['asr_ci95'])} "
                      f"| {_rate(p['non_answer'])} | {_rate(p['over_refusal'], p['over_refusal_ci95'])} "
                      f"| {_rate(gen.get('value'), gen.get('ci95'))} | {_rate(ll.get('value'), ll.get('ci95'))} "
-                     f"| {_rate(p['kl_to_sft'])} "
+                     f"| {_rate(p['kl_to_sft'])}{_kept_note(p)} "
                      f"| {_seconds(p['train_seconds'])} | {_seconds(p['eval_seconds'])} |")
     first = next((p for p in data["policies"] if p["harmful_n"]), {})
     lines.append(f"\n{first.get('harmful_n', '?')} held-out harmful requests, {first.get('benign_n', '?')} XSTest safe "
-                 "prompts; rates with bootstrap 95% intervals; KL per response, mean of the last quarter of PPO updates "
-                 f"(DPO: not measured). Whole run: {data.get('total_minutes')} min.")
+                 "prompts; rates with bootstrap 95% intervals; KL to SFT per response: of the update --keep_best kept (on "
+                 "the monitor's held-out prompts), else the mean of the last quarter of PPO updates (DPO: not "
+                 f"measured). Whole run: {data.get('total_minutes')} min.")
     lines += _judge_lines(data["judges"])
     return "\n".join(lines)
+
+
+def _kept_note(policy: dict) -> str:
+    return "" if policy.get("kept_update") is None else f" (update {policy['kept_update']})"
 
 
 def _seconds(value) -> str:
