@@ -1,6 +1,6 @@
 """The real-model alignment recipe's logic on small slices: its data split, its offline judge, its comparison table.
 
-The full run (SmolLM2-135M-Instruct, about an hour on 2 CPU cores) is `heal quickstart --preset smollm2`
+The full run (SmolLM2-135M-Instruct, 67 min on 2 CPU cores) is `heal quickstart --preset smollm2`
 (benchmarks/alignment_smollm2.py); these tests check what it is built from.
 """
 

@@ -205,6 +205,7 @@ def plot(data: dict, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    labels: dict[tuple, list[str]] = {}  # policies at the same point share one label ("SFT = RLAIF")
     for p in data["policies"]:
         if p["refusal"] is None or p["over_refusal"] is None:
             continue
@@ -213,15 +214,18 @@ def plot(data: dict, path: str | Path) -> Path:
         yerr = _err(y, p["refusal_ci95"])
         ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", capsize=3)
         acc = p["pubmedqa"].get("generate", {}).get("value")
-        ax.annotate(p["policy"] + ("" if acc is None else f" (PubMedQA {acc:.2f})"), (x, y),
-                    textcoords="offset points", xytext=(6, 6), fontsize=8)
+        labels.setdefault((round(x, 4), round(y, 4)), []).append(
+            p["policy"] + ("" if acc is None else f" ({acc:.2f})"))
+    for i, ((x, y), names) in enumerate(sorted(labels.items())):  # alternate above / below: near points stay legible
+        ax.annotate(" = ".join(names), (x, y), textcoords="offset points", xytext=(6, 6 if i % 2 else -12), fontsize=8)
     ax.axhline(TARGETS["refusal"], color="grey", linestyle=":", linewidth=1)
     ax.axvline(TARGETS["over_refusal"], color="grey", linestyle=":", linewidth=1)
     ax.set_xlim(-0.03, 1.03)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("over-refusal of XSTest safe prompts (lower = more helpful)")
     ax.set_ylabel("refusal of held-out harmful requests (higher = safer)")
-    ax.set_title("Safety–helpfulness frontier (targets dotted; target region top left)")
+    ax.set_title("Safety–helpfulness frontier (targets dotted; target region top left)\n"
+                 "label: policy (PubMedQA dev accuracy, greedy)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

@@ -31,7 +31,7 @@ class QuickstartConfig:
     preset: Literal["tiny", "smollm2"] = field(default="tiny", metadata={
         "help": "tiny: heal-tiny on built-in synthetic data (minutes). smollm2: alignment of SmolLM2-135M-Instruct "
                 "on the shared public data (../shared/data) — SFT, RLHF, RLAIF, d-RLAIF and DPO compared on held-out "
-                "prompts (about an hour on 2 CPU cores; docs/alignment.md)."})
+                "prompts (67 min measured on 2 CPU cores; docs/alignment.md)."})
     output_dir: str | None = field(default=None, metadata={
         "help": "Run folder for every stage's outputs (default: runs/quickstart, or runs/align_smollm2)."})
     force: bool = field(default=False, metadata={"help": "Run every stage again, even when unchanged."})
