@@ -14,6 +14,18 @@ TINY_FLAGS = ("--tiny_hidden_size", "64", "--tiny_layers", "2", "--tiny_heads", 
 QUICK_FLAGS = ("--disable_tqdm", "true", "--logging_steps", "5", "--report_to", "none")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (modules opt in with `pytestmark = pytest.mark.usefixtures(...)`): on a shared
+    2-core machine a second thread mostly waits (measured 3-10x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def pubmedqa_sft_data(tmp_path_factory):
     """Synthetic PubMedQA records written by `heal prep` (.csv, as the seed's pipeline writes them).

@@ -11,14 +11,7 @@ QUICK = ("--disable_tqdm", "true", "--report_to", "none", "--logging_steps", "2"
          "--per_device_train_batch_size", "8", "--max_length", "512")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_dpo_learns_the_reference_preferences(sft_tiny_run, tmp_path, capsys):

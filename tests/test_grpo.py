@@ -12,14 +12,7 @@ QUICK = ("--disable_tqdm", "true", "--report_to", "none", "--logging_steps", "1"
          "--max_eval_samples", "12")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_grpo_with_the_rule_reward_reads_the_records_labels(sft_tiny_run, tmp_path, capsys):

@@ -19,14 +19,7 @@ from heal.models import run_folder
 FAST = ("--disable_tqdm", "true", "--max_prompt_length", "128", "--max_eval_samples", "12")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,15 +27,7 @@ UPDATE_KEYS = {"objective/kl", "objective/entropy", "objective/non_score_reward"
 FAST = ("--disable_tqdm", "true", "--max_prompt_length", "128", "--max_eval_samples", "20")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine a second thread mostly waits (measured 3-10x slower)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

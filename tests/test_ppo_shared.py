@@ -11,14 +11,7 @@ from helpers import assert_one_line_error, heal
 from heal.data import io
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _run(sft_tiny_run, tmp_path, *extra):

@@ -11,14 +11,7 @@ from heal.models import run_folder
 CHECKPOINTS = ("--save_strategy", "steps", "--save_steps", "1", "--logging_steps", "1")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _argv(verb: str, sft_tiny_run) -> tuple[list, str]:

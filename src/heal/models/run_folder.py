@@ -228,8 +228,14 @@ def plot_loss_curve(folder: str | Path, title: str) -> Path | None:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
+    return save_figure(fig, Path(folder) / CURVE_FILE)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write `fig` as a PNG at `path` atomically (no half-written image on a crash) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = Path(folder) / CURVE_FILE
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from heal.data.io import atomic_path
 from heal.errors import HealError
 from heal.models import run_folder
 from heal.models.card import CAUSAL_LM_USAGE, ModelCard
@@ -90,12 +89,7 @@ def plot_curves(folder: str | Path, title: str) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(folder) / CURVES_FILE
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return run_folder.save_figure(fig, Path(folder) / CURVES_FILE)
 
 
 def key_metrics(results: dict, folder: str | Path) -> dict:

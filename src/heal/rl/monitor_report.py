@@ -65,7 +65,6 @@ def plot_overoptimisation(folder: str | Path, title: str, proxy_name: str, gold_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from heal.data.io import atomic_path
 
     rows = monitor_rows(folder)
     if not rows:
@@ -89,12 +88,7 @@ def plot_overoptimisation(folder: str | Path, title: str, proxy_name: str, gold_
     left.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
     left.grid(alpha=0.3)
     left.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(folder) / FIGURE_FILE
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return run_folder.save_figure(fig, Path(folder) / FIGURE_FILE)
 
 
 def report_parts(folder: str | Path) -> tuple[list[tuple[str, str]], list[tuple[str, list[dict]]]]:
