@@ -144,3 +144,30 @@ def test_redteam_help_names_the_judging_flags():
 
     text = make_parser().format_help()  # argparse formats every help string here ('%' would break it)
     assert all(flag in text for flag in ("--responses_path", "--grader", "--llm_judge_prompt", "--bootstrap"))
+
+
+def test_agreement_benchmark_scores_an_llm_judge_against_the_humans(monkeypatch):
+    """benchmarks/judge_agreement.py: binary and 3-way agreement by hand, and an LLM judge's row (compliance = not
+    refused; an unparsed reply is a disagreement and is counted)."""
+    import importlib.util
+    from pathlib import Path
+
+    import heal.redteam.graders as graders
+    from heal.redteam.graders import RubricGrade
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "judge_agreement.py"
+    spec = importlib.util.spec_from_file_location("judge_agreement", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    gold = ["full_compliance", "full_refusal", "partial_refusal", "full_compliance"]
+    s = bench.scores(gold, ["full_compliance", "partial_refusal", "partial_refusal", "non_answer"])
+    assert s["binary"] == 3 / 4 and s["three_way"] == 2 / 4 and s["non_answer"] == 1  # non-answer: a disagreement
+    assert s["confusion"][1] == [0, 0, 1, 0]
+
+    replies = [RubricGrade(0.6, refused=False), RubricGrade(0.0, refused=True), RubricGrade(0.4, refused=False),
+               RubricGrade(None)]
+    monkeypatch.setattr(graders, "make_grader", lambda spec, style, progress: lambda pairs: replies[:len(pairs)])
+    rows = [{"prompt": "p", "response": "r", "gold": g} for g in gold]
+    # agree, agree, disagree (a partial refusal is a refusal), unparsed
+    assert bench.llm_judge_binary(rows, "hf:fake", "strongreject") == {"binary": 0.5, "unparsed": 1, "n": 4}

@@ -165,6 +165,7 @@ def _judge_lines(judges: dict) -> list[str]:
     for file, res in (judges.get("rlaif_judge_vs_humans_xstest") or {}).items():
         parts = [f"{split} {res[key]['binary']:.3f} binary / {res[key]['three_way']:.3f} 3-way"
                  for split, key in (("cross-file", "cross-file: combined (learned fit on the other file)"),
+                                    ("pooled CV", "pooled CV: combined (10 folds by prompt, both files)"),
                                     ("in-sample", "in-sample: combined (shipped)")) if key in res]
         if parts:
             lines.append(f"RLAIF judge (safety:combined) vs human labels on XSTest answers of {file} "
