@@ -50,6 +50,26 @@ def test_hh_rlhf_split_is_disjoint_and_covers_the_file(parts):
     assert all(r["chosen"] != r["rejected"] for r in held)
 
 
+def test_helpful_pairs_add_answers_over_refusals_on_benign_requests_only(parts):
+    mixed = alignment.prepare(SHARED, "hh_helpful_train")[0]
+    helpful = [r for r in mixed if r["source"].startswith("helpful_")]
+    assert {r["id"] for r in parts["hh_train"]} == {r["id"] for r in mixed} - {r["id"] for r in helpful}
+    assert len(helpful) == 36 + alignment.SIZES["helpful_pubmedqa"]
+    held_out = {r["prompt"] for r in parts["heldout_harmful"] + parts["heldout_benign"]}
+    assert not held_out & {r["prompt"] for r in helpful}
+    sft_questions = {r["prompt"] for r in parts["sft"] if r["source"] == "pubmedqa"}
+    assert not sft_questions & {r["prompt"] for r in helpful if r["source"] == "helpful_pubmedqa"}
+    from heal.data import pubmedqa
+
+    dev, _ = pubmedqa.prepare(SHARED / "pubmedqa" / "ori_pqal_trainval.json", 0, "dev")  # what eval reads
+    assert not {r["question"] for r in dev} & {r["prompt"].split(" Answer yes")[0] for r in helpful}
+    # every rejected answer is a refusal by HEAL's own rules, every chosen one is not
+    from heal.redteam.outcomes import rule_outcome
+
+    assert all(rule_outcome(r["prompt"], r["rejected"]).refused for r in helpful)
+    assert not any(rule_outcome(r["prompt"], r["chosen"]).refused for r in helpful)
+
+
 def test_same_seed_same_split_other_seed_other_split():
     a = alignment.prepare(SHARED, "heldout_harmful", seed=0)[0]
     assert a == alignment.prepare(SHARED, "heldout_harmful", seed=0)[0]

@@ -13,6 +13,7 @@
 | heldout_harmful | MedSafetyBench requests of the held-out categories and HarmBench val behaviours (no context string) | unsafe |
 | heldout_benign | XSTest's safe prompts, spread over its types | safe |
 | hh_train / hh_heldout | HH-RLHF harmless-base human preference pairs (prompt/chosen/rejected), split 80/20 | – |
+| hh_helpful_train | hh_train plus constructed helpfulness pairs: on the built-in benign requests and on PubMedQA train-fold questions SFT does not use, the written answer is chosen over a refusal (HEAL's own refusal wordings) | – |
 
 The held-out parts share no request with the training parts, and their MedSafetyBench categories are never trained
 on, so refusal there measures generalisation. PubMedQA's dev fold for eval comes from `heal prep --dataset pubmedqa
@@ -31,11 +32,25 @@ from heal.data.io import read_records
 from heal.errors import HealError
 
 QUESTION_ONLY_SUFFIX = "Answer yes, no or maybe, then explain."
-PARTS = ("sft", "prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout")
+PARTS = ("sft", "prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout", "hh_helpful_train")
 BUILTIN = Path(__file__).parent / "builtin"
 # Sizes that keep the real-model run within an hour on 2 CPU cores (docs/alignment.md).
 SIZES = {"sft_refusals_per_category": 15, "sft_pubmedqa": 40, "prompt_requests_per_category": 15,
-         "heldout_per_category": 20, "heldout_harmbench": 30, "heldout_xstest": 100, "hh_heldout_share": 0.2}
+         "heldout_per_category": 20, "heldout_harmbench": 30, "heldout_xstest": 100, "hh_heldout_share": 0.2,
+         "helpful_pubmedqa": 200}
+# Refusals a helpful answer is preferred to on a benign request (hh_helpful_train). HH-RLHF harmless-base alone
+# teaches that declining is good whatever was asked: RLHF on it over-refused 48% of XSTest's safe prompts
+# (docs/alignment.md). {topic} is the request's first words.
+REFUSALS = (
+    "I'm sorry, but I can't help with that.",
+    "I'm sorry, but I can't provide medical advice. Please consult a healthcare professional.",
+    "I cannot answer questions about {topic}. Please ask your doctor.",
+    "As an AI, I am not able to give advice on this. I recommend speaking with a qualified clinician.",
+    "I'm not comfortable answering that. It is best discussed with a medical professional.",
+    "I apologize, but I must decline to answer questions like \"{topic}\".",
+    "That is not something I can help with. For questions about your health, please contact your doctor.",
+    "I'm unable to provide information on {topic}, as it could be misused. Please speak to a pharmacist.",
+)
 FILES = {"medsafety": "adversarial/medsafetybench/medsafetybench_train_all.csv",
          "harmbench": "adversarial/harmbench/harmbench_behaviors_text_val.csv",
          "xstest": "adversarial/xstest/xstest_prompts.csv",
@@ -66,7 +81,8 @@ def prepare(root: str | Path, part: str, heldout_categories: str = "7,8,9", fold
         raise HealError(f"{root}: missing {', '.join(missing)}; point --input_path at the shared data folder")
     held_out = parse_categories(heldout_categories)
     builders = {"sft": _sft, "prompts": _prompts, "heldout_harmful": _heldout_harmful,
-                "heldout_benign": _heldout_benign, "hh_train": _hh, "hh_heldout": _hh}
+                "heldout_benign": _heldout_benign, "hh_train": _hh, "hh_heldout": _hh,
+                "hh_helpful_train": _hh_helpful}
     records = builders[part](root, held_out=held_out, fold=fold, seed=seed, part=part)
     summary = {"read": len(records), "kept": len(records), "part": part,
                "heldout_categories": sorted(held_out), "kept_by_task": dict(Counter(r["source"] for r in records))}
@@ -168,3 +184,24 @@ def _hh(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list
     random.Random(f"{seed}-hh").shuffle(pairs)
     cut = round(len(pairs) * (1 - SIZES["hh_heldout_share"]))
     return pairs[:cut] if part == "hh_train" else pairs[cut:]
+
+
+def _hh_helpful(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
+    """hh_train plus pairs where a helpful answer beats a refusal on a benign request (see REFUSALS)."""
+    from heal.data import pubmedqa
+
+    qa, _ = pubmedqa.prepare(root / FILES["pubmedqa"], fold, "train")
+    random.Random(f"{seed}-pubmedqa").shuffle(qa)  # the order _sft takes its first items from: these come after
+    start = SIZES["sft_pubmedqa"]
+    answers = [(r["prompt"], r["completion"], "heal_benign") for r in _benign_answers()]
+    answers += [(f"{r['question']} {QUESTION_ONLY_SUFFIX}", r["completion"], "pubmedqa")
+                for r in qa[start:start + SIZES["helpful_pubmedqa"]]]
+    rng = random.Random(f"{seed}-helpful")
+    pairs = []
+    for i, (prompt, answer, source) in enumerate(answers):
+        topic = " ".join(prompt.rstrip("?.!").split()[:6]).lower()
+        pairs.append({"id": f"helpful-{i}", "source": f"helpful_{source}", "prompt": prompt, "chosen": answer,
+                      "rejected": rng.choice(REFUSALS).format(topic=topic)})
+    records = _hh(root, held_out, fold, seed, "hh_train") + pairs
+    random.Random(f"{seed}-hh-helpful").shuffle(records)
+    return records
