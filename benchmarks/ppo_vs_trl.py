@@ -12,7 +12,7 @@ TRL removed its PPOTrainer in 1.13, so the contender is `trl.experimental.ppo.PP
 release with it. It cannot share HEAL's venv (HEAL pins TRL 1.16), so without --trl_python this script makes a
 throwaway venv at benchmarks/_work/trl-1.12.0-venv (git-ignored): torch first, at the version HEAL runs (so pip keeps
 the CPU build instead of downloading CUDA wheels; set PIP_EXTRA_INDEX_URL to a CPU wheel index where your pip needs
-it), then trl==1.12.0 with HEAL's versions of transformers, accelerate and datasets — the same kernels for both.
+it), then trl==1.12.0 with HEAL's versions of transformers, accelerate, datasets and peft — the same kernels for both.
 
 Workload, identical for both contenders: heal-tiny after SFT on synthetic PubMedQA (`heal sft`), a reward model
 trained from it (`heal reward`); policy, reference and value model (from the reward model) and reward model in fp32 on
@@ -127,7 +127,7 @@ def trl_python() -> str:
     """Python of a venv with trl==1.12.0 (made once under benchmarks/_work), torch and transformers as HEAL's."""
     from importlib.metadata import version
 
-    pins = {name: version(name) for name in ("torch", "transformers", "accelerate", "datasets")}
+    pins = {name: version(name) for name in ("torch", "transformers", "accelerate", "datasets", "peft")}
     python = TRL_VENV / "bin" / "python"
     marker = TRL_VENV / "heal-pins.json"
     wanted = {**pins, "trl": TRL_VERSION}
@@ -139,7 +139,8 @@ def trl_python() -> str:
     pip = [str(python), "-m", "pip", "install", "--quiet"]
     subprocess.run([*pip, f"torch=={pins['torch']}"], check=True)  # first: keeps pip off the CUDA wheels
     subprocess.run([*pip, f"trl=={TRL_VERSION}", *(f"{n}=={pins[n]}" for n in ("transformers", "accelerate",
-                                                                                "datasets", "torch"))], check=True)
+                                                                                "datasets", "peft", "torch"))],
+                   check=True)
     check = subprocess.run([str(python), "-c", "import trl, trl.experimental.ppo as p; print(trl.__version__, "
                             "p.PPOTrainer.__name__)"], capture_output=True, text=True)
     if check.returncode or not check.stdout.startswith(TRL_VERSION):
