@@ -108,8 +108,8 @@ class HealPPOConfig(CheckpointingDefaults, TrainingArguments):
     torch_compile: bool = field(default=False, metadata={
         "help": "Run the PPO step's policy and value trunk forward passes through torch.compile (dynamic shapes; "
                 "generation and the reference stay eager). On heal-tiny (CPU) 1.2x faster per update once compiled, "
-                "after 45-100 s of compiling: pays only for long runs. --torch_compile_backend/--torch_compile_mode "
-                "pass on."})
+                "after about 60 s of compiling (20 s with a warm inductor cache): pays only for runs of a few hundred "
+                "updates. --torch_compile_backend/--torch_compile_mode pass on."})
     num_sample_generations: int = field(default=10, metadata={
         "help": "Times during training that sample responses are written to samples.jsonl (0: never)."})
     ds3_gather_for_generation: bool = field(default=True, metadata={
