@@ -4,12 +4,15 @@
     python benchmarks/ppo_vs_trl.py --trl_python /path/to/venv/bin/python       # a venv with trl==1.12.0 already
     python benchmarks/ppo_vs_trl.py --updates 40 --repeats 5                    # longer; median of 5 interleaved runs
     python benchmarks/ppo_vs_trl.py --heal_variant='--share_backbone true'     # also HEAL with a shared trunk
+    python benchmarks/ppo_vs_trl.py --heal_variant='--torch_compile true'      # also HEAL with torch.compile
+    python benchmarks/ppo_vs_trl.py --model smollm2-135m --lora --batch 8 --response_length 24 --updates 2 \
+        --eval_prompts 24 --eval_samples 1                                       # the real model, LoRA (see below)
 
 TRL removed its PPOTrainer in 1.13, so the contender is `trl.experimental.ppo.PPOTrainer` of trl==1.12.0, the last
 release with it. It cannot share HEAL's venv (HEAL pins TRL 1.16), so without --trl_python this script makes a
 throwaway venv at benchmarks/_work/trl-1.12.0-venv (git-ignored): torch first, at the version HEAL runs (so pip keeps
 the CPU build instead of downloading CUDA wheels; set PIP_EXTRA_INDEX_URL to a CPU wheel index where your pip needs
-it), then trl==1.12.0 with HEAL's versions of transformers, accelerate and datasets — the same kernels for both.
+it), then trl==1.12.0 with HEAL's versions of transformers, accelerate, datasets and peft — the same kernels for both.
 
 Workload, identical for both contenders: heal-tiny after SFT on synthetic PubMedQA (`heal sft`), a reward model
 trained from it (`heal reward`); policy, reference and value model (from the reward model) and reward model in fp32 on
@@ -27,6 +30,14 @@ episodes/s = rollouts per update / that. Afterwards one evaluator (HEAL's venv, 
 answers per held-out prompt at temperature 0.7 from the SFT policy and from each trained policy and reports the
 reward model's mean (normalised) score, PubMedQA accuracy, and KL(π ‖ π_SFT) = mean over answers of
 Σ_t log π(a_t) − log π_SFT(a_t). Prints a Markdown table with the ratios HEAL / TRL.
+
+The real model (`--model smollm2-135m --lora`): the policy is SmolLM2-135M-Instruct itself (HEAL's offline copy,
+heal.models.packaged; no SFT), the reward model SmolLM2-135M-Instruct trained by `heal reward` with LoRA (merged) for
+`--rm_steps` steps on the same pairs, and the value model starts from it. LoRA (r 16, α 32, q/k/v/o projections —
+as both set them here) on the policy and on the value model (its head trained fully) for both contenders: TRL 1.12 takes
+the policy's as `peft_config` and is handed the value model already wrapped with the same LoRA, so both train the
+same parameters; with LoRA the reference is the policy with its adapters disabled, in both. Own folder
+benchmarks/_work/ppo_vs_trl_smollm2.
 
 `--heal_variant FLAGS` adds HEAL run with extra `heal ppo` flags as a contender of its own, named by its flags, with
 its own ratio line. `--heal_variant='--share_backbone true'` is not TRL's algorithm: its value is a head on the
@@ -56,6 +67,7 @@ TRL = "TRL 1.12 PPOTrainer"
 HELD_OUT = 100  # prompts never trained on, for the before/after evaluation
 
 # The PPO knobs both contenders get (TRL 1.12 PPOConfig names); batch and response length come from the flags.
+LORA = dict(r=16, alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])  # --lora, both contenders
 KNOBS = dict(temperature=0.7, num_ppo_epochs=4, num_mini_batches=1, learning_rate=3e-4, kl_coef=0.05,
              kl_estimator="k1", cliprange=0.2, cliprange_value=0.2, vf_coef=0.1, gamma=1.0, lam=0.95,
              whiten_rewards=False, missing_eos_penalty=1.0, stop_token="eos", seed=0)
@@ -67,15 +79,37 @@ def heal(*argv: str) -> None:
         raise SystemExit(f"heal {argv[0]} failed:\n{done.stderr[-3000:]}")
 
 
+def prepare_data(work: Path) -> dict:
+    """1000 synthetic PubMedQA records as `heal prep` makes them (the prompts and the reward model's pairs)."""
+    work.mkdir(parents=True, exist_ok=True)
+    paths = {"raw": work / "pqal.json", "data": work / "pubmedqa.csv"}
+    if not paths["data"].exists():
+        heal("prep", "--dataset", "synthetic_pubmedqa", "--n", "1000", "--output_path", str(paths["raw"]))
+        heal("prep", "--dataset", "pubmedqa", "--input_path", str(paths["raw"]), "--output_path", str(paths["data"]))
+    return paths
+
+
+def prepare_real(rm_steps: int) -> dict:
+    """--model smollm2-135m: the policy is the packaged SmolLM2-135M-Instruct (no SFT); its reward model is trained
+    from it with LoRA (merged on save) for `rm_steps` steps of 8 pairs, on the heal-tiny workload's data."""
+    from heal.models.packaged import ensure_converted
+
+    data = prepare_data(WORK.parent / "ppo_vs_trl")["data"]
+    paths = {"data": data, "sft": ensure_converted("smollm2-135m"), "rm": WORK / "rm"}
+    if not (paths["rm"] / "model.safetensors").exists():
+        heal("reward", "--dataset_path", str(data), "--model_name", "smollm2-135m", "--output_dir", str(paths["rm"]),
+             "--use_peft", "true", "--lora_r", str(LORA["r"]), "--lora_alpha", str(LORA["alpha"]),
+             "--lora_target_modules", *LORA["target_modules"], "--max_steps", str(rm_steps),
+             "--per_device_train_batch_size", "8", "--learning_rate", "3e-4", "--eval_split_size", "0.03",
+             "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--overwrite_output_dir")
+    return {k: str(v) for k, v in paths.items()}
+
+
 def prepare(sft_steps: int = 110, rm_epochs: int = 3) -> dict:
     """Data, SFT policy and reward model, built once and kept in benchmarks/_work/ppo_vs_trl: heal-tiny after 110 steps
     of sft_tiny_cpu.yaml (a policy that has begun to read the abstracts, as in docs/ppo.md), and a reward model trained
     from it for three epochs on reference-derived pairs."""
-    WORK.mkdir(parents=True, exist_ok=True)
-    paths = {"raw": WORK / "pqal.json", "data": WORK / "pubmedqa.csv", "sft": WORK / "sft", "rm": WORK / "rm"}
-    if not paths["data"].exists():
-        heal("prep", "--dataset", "synthetic_pubmedqa", "--n", "1000", "--output_path", str(paths["raw"]))
-        heal("prep", "--dataset", "pubmedqa", "--input_path", str(paths["raw"]), "--output_path", str(paths["data"]))
+    paths = {**prepare_data(WORK), "sft": WORK / "sft", "rm": WORK / "rm"}
     common = ["--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--overwrite_output_dir"]
     if not (paths["sft"] / "model.safetensors").exists():
         heal("sft", "--config", str(REPO / "experiments/configs/sft_tiny_cpu.yaml"), "--dataset_path",
@@ -93,7 +127,7 @@ def trl_python() -> str:
     """Python of a venv with trl==1.12.0 (made once under benchmarks/_work), torch and transformers as HEAL's."""
     from importlib.metadata import version
 
-    pins = {name: version(name) for name in ("torch", "transformers", "accelerate", "datasets")}
+    pins = {name: version(name) for name in ("torch", "transformers", "accelerate", "datasets", "peft")}
     python = TRL_VENV / "bin" / "python"
     marker = TRL_VENV / "heal-pins.json"
     wanted = {**pins, "trl": TRL_VERSION}
@@ -105,7 +139,8 @@ def trl_python() -> str:
     pip = [str(python), "-m", "pip", "install", "--quiet"]
     subprocess.run([*pip, f"torch=={pins['torch']}"], check=True)  # first: keeps pip off the CUDA wheels
     subprocess.run([*pip, f"trl=={TRL_VERSION}", *(f"{n}=={pins[n]}" for n in ("transformers", "accelerate",
-                                                                                "datasets", "torch"))], check=True)
+                                                                                "datasets", "peft", "torch"))],
+                   check=True)
     check = subprocess.run([str(python), "-c", "import trl, trl.experimental.ppo as p; print(trl.__version__, "
                             "p.PPOTrainer.__name__)"], capture_output=True, text=True)
     if check.returncode or not check.stdout.startswith(TRL_VERSION):
@@ -129,24 +164,35 @@ def read_prompts(path: str) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def heal_worker(args, paths: dict, out: Path, extra: list[str]) -> dict:
+def heal_run(args, paths: dict, out: Path, extra: list[str]):
+    """HEAL's PPO run (heal.ppo.setup.PPORun) on the benchmark's workload and knobs, plus extra `heal ppo` flags."""
     import torch
 
     from heal.ppo import setup
-    from heal.ppo.train import make_parser, ppo_update
+    from heal.ppo.train import make_parser
     from heal.rl.rewards import parse_reward
 
     knobs = {**KNOBS, "response_length": args.response_length, "per_device_train_batch_size": args.batch,
              "local_rollout_forward_batch_size": args.batch, "max_steps": args.updates + 1}
     flags = [f"--{k}={v}" for k, v in knobs.items()]
+    if getattr(args, "lora", False):
+        flags += ["--use_peft", "true", "--lora_r", str(LORA["r"]), "--lora_alpha", str(LORA["alpha"]),
+                  "--lora_target_modules", *LORA["target_modules"]]
     script, training, model_args = make_parser().parse([
         "--model_name", paths["sft"], "--reward_model_path", paths["rm"], "--dataset_path", paths["data"],
         "--output_dir", str(out / "unused"), "--max_grad_norm", "0", *flags, *extra])
     torch.manual_seed(0)
     prompts = read_prompts(paths["data"])[:-HELD_OUT]
     reward = parse_reward(script.reward, training.reward_model_path)
-    run = setup.build_run(script, training, model_args, reward, prompts, setup.batch_sizes(training, 1, len(prompts)),
-                          credentialed=False, trackers=[])
+    return setup.build_run(script, training, model_args, reward, prompts, setup.batch_sizes(training, 1, len(prompts)),
+                           credentialed=False, trackers=[])
+
+
+def heal_worker(args, paths: dict, out: Path, extra: list[str]) -> dict:
+    from heal.ppo.models import merged_policy
+    from heal.ppo.train import ppo_update
+
+    run = heal_run(args, paths, out, extra)
     times, logs = [], []
     for _ in range(args.updates + 1):
         started = time.perf_counter()
@@ -154,9 +200,10 @@ def heal_worker(args, paths: dict, out: Path, extra: list[str]) -> dict:
         run.step += 1
         times.append(time.perf_counter() - started)
         logs.append({k: metrics[k] for k in ("objective/scores", "objective/kl")})
-    run.unwrapped.policy.save_pretrained(out / "policy")
+    merged_policy(run.unwrapped.policy).save_pretrained(out / "policy")  # LoRA merged: a plain causal LM
     run.tokenizer.save_pretrained(out / "policy")
-    return {"update_seconds": times[1:], "logs": logs, "peak_rss_mb": peak_rss_mb(), "versions": _versions()}
+    return {"update_seconds": times[1:], "warmup_seconds": times[0], "logs": logs, "peak_rss_mb": peak_rss_mb(),
+            "versions": _versions()}
 
 
 def trl_worker(args, paths: dict, out: Path) -> dict:
@@ -192,18 +239,29 @@ def trl_worker(args, paths: dict, out: Path) -> dict:
 
     reward_model = AutoModelForSequenceClassification.from_pretrained(paths["rm"])
     normalise_head(reward_model)
+    value_model = AutoModelForSequenceClassification.from_pretrained(paths["rm"])
+    lora = {}
+    if args.lora:  # the policy's LoRA through peft_config; the value model's as HEAL applies it (TRL 1.12 does not)
+        from peft import LoraConfig, get_peft_model
+
+        options = dict(r=LORA["r"], lora_alpha=LORA["alpha"], target_modules=LORA["target_modules"])
+        value_model = get_peft_model(value_model, LoraConfig(task_type="SEQ_CLS", **options)).base_model.model
+        lora = {"peft_config": LoraConfig(task_type="CAUSAL_LM", **options)}
     trainer = PPOTrainer(args=config, processing_class=tokenizer,
                          model=AutoModelForCausalLM.from_pretrained(paths["sft"]),
-                         ref_model=AutoModelForCausalLM.from_pretrained(paths["sft"]), reward_model=reward_model,
-                         value_model=AutoModelForSequenceClassification.from_pretrained(paths["rm"]),
-                         train_dataset=dataset, eval_dataset=dataset.select(range(8)), callbacks=[Clock()])
+                         ref_model=None if args.lora else AutoModelForCausalLM.from_pretrained(paths["sft"]),
+                         reward_model=reward_model, value_model=value_model,
+                         train_dataset=dataset, eval_dataset=dataset.select(range(8)), callbacks=[Clock()], **lora)
     started = time.perf_counter()
     trainer.train()
     times = [b - a for a, b in zip([started, *stamps], stamps)]
     policy = trainer.accelerator.unwrap_model(trainer.model).policy
+    if hasattr(policy, "merge_and_unload"):
+        policy = policy.merge_and_unload()
     policy.save_pretrained(out / "policy")
     tokenizer.save_pretrained(out / "policy")
-    return {"update_seconds": times[1:], "logs": rows, "peak_rss_mb": peak_rss_mb(), "versions": _versions()}
+    return {"update_seconds": times[1:], "warmup_seconds": times[0], "logs": rows, "peak_rss_mb": peak_rss_mb(),
+            "versions": _versions()}
 
 
 def normalise_head(reward_model) -> None:
@@ -246,7 +304,7 @@ def evaluate(args, paths: dict, policies: dict[str, str]) -> dict[str, dict]:
     torch.set_num_threads(args.threads)
     tokenizer = load_tokenizer(paths["sft"])
     reward = RewardModelSource(paths["rm"], tokenizer)
-    records = read_prompts(paths["data"])[-HELD_OUT:]
+    records = read_prompts(paths["data"])[-HELD_OUT:][:args.eval_prompts]
     reference = AutoModelForCausalLM.from_pretrained(paths["sft"]).eval()
     stop, pad, temperature = [tokenizer.eos_token_id], tokenizer.pad_token_id, KNOBS["temperature"]
     query, query_mask = left_pad(encode_prompts(tokenizer, records, None, 1024), pad)
@@ -283,7 +341,7 @@ def run_worker(python: str, mode: str, args, paths: dict, out: Path, extra: str 
     command = [python, __file__, "--worker", mode, "--paths", json.dumps(paths), "--out", str(out),
                f"--heal_flags={extra}",
                "--batch", str(args.batch), "--response_length", str(args.response_length),
-               "--updates", str(args.updates)]
+               "--updates", str(args.updates), *(["--lora"] if args.lora else [])]
     env = {**ENV, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode:
@@ -295,17 +353,19 @@ def run_worker(python: str, mode: str, args, paths: dict, out: Path, extra: str 
 
 def table(results: dict[str, dict], evals: dict[str, dict], args) -> str:
     before = evals["SFT (before)"]
-    lines = [f"PPO on heal-tiny: {args.batch} rollouts/update, {args.response_length}-token responses, "
-             f"{args.updates} timed updates (+1 warm-up), {args.threads} torch thread(s); held-out: {HELD_OUT} "
-             f"prompts × {args.eval_samples} sampled answers", "",
-             "| contender | episodes/s | s/update (median) | peak RSS (MB) | held-out score before → after | "
-             "held-out accuracy before → after | KL to SFT after | training score first → last 5 | versions |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    model = args.model + (" with LoRA" if args.lora else "")
+    lines = [f"PPO on {model}: {args.batch} rollouts/update, {args.response_length}-token responses, "
+             f"{args.updates} timed updates (+1 warm-up), {args.threads} torch thread(s); held-out: "
+             f"{min(args.eval_prompts, HELD_OUT)} prompts × {args.eval_samples} sampled answers", "",
+             "| contender | episodes/s | s/update (median) | warm-up update (s) | peak RSS (MB) | held-out score "
+             "before → after | held-out accuracy before → after | KL to SFT after | training score first → last 5 | "
+             "versions |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         e, logs = evals[name], r["logs"]
         last = statistics.fmean(row["objective/scores"] for row in logs[-5:])
         lines.append(f"| {name} | {r['episodes_per_second']:.2f} | {r['seconds_per_update']:.2f} | "
-                     f"{r['peak_rss_mb']:.0f} | {before['score']:+.3f} → {e['score']:+.3f} | "
+                     f"{r.get('warmup_seconds', float('nan')):.1f} | {r['peak_rss_mb']:.0f} | "
+                     f"{before['score']:+.3f} → {e['score']:+.3f} | "
                      f"{before['accuracy']:.3f} → {e['accuracy']:.3f} | {e['kl']:.2f} | "
                      f"{logs[0]['objective/scores']:+.3f} → {last:+.3f} | {r['versions']} |")
     if TRL in results:
@@ -365,6 +425,11 @@ def main() -> None:
     parser.add_argument("--sft_steps", type=int, default=110,
                         help="SFT steps of the policy (fewer: a quicker, less trained workload, own folder)")
     parser.add_argument("--rm_epochs", type=int, default=3, help="reward model epochs (as --sft_steps)")
+    parser.add_argument("--model", default="heal-tiny", choices=["heal-tiny", "smollm2-135m"],
+                        help="heal-tiny after SFT (default), or the real SmolLM2-135M-Instruct (see the docstring)")
+    parser.add_argument("--lora", action="store_true", help="LoRA on the policy and the value model, both contenders")
+    parser.add_argument("--rm_steps", type=int, default=16, help="--model smollm2-135m: reward model LoRA steps")
+    parser.add_argument("--eval_prompts", type=int, default=HELD_OUT, help="held-out prompts evaluated (≤ 100)")
     parser.add_argument("--only", choices=["heal", "trl"], help="run one contender (profiling)")
     parser.add_argument("--heal_variant", action="append", default=[], metavar="FLAGS",
                         help="also run HEAL with these extra `heal ppo` flags, as its own contender (repeatable), "
@@ -381,9 +446,13 @@ def main() -> None:
         print(json.dumps(result))
         return
     global WORK
-    if (args.sft_steps, args.rm_epochs) != (110, 3):  # a lighter workload gets its own folder
-        WORK = WORK.parent / f"ppo_vs_trl_sft{args.sft_steps}_rm{args.rm_epochs}"
-    paths = prepare(args.sft_steps, args.rm_epochs)
+    if args.model == "smollm2-135m":
+        WORK = WORK.parent / f"ppo_vs_trl_smollm2{'_lora' if args.lora else ''}"
+        paths = prepare_real(args.rm_steps)
+    else:
+        if (args.sft_steps, args.rm_epochs) != (110, 3):  # a lighter workload gets its own folder
+            WORK = WORK.parent / f"ppo_vs_trl_sft{args.sft_steps}_rm{args.rm_epochs}"
+        paths = prepare(args.sft_steps, args.rm_epochs)
     python = args.trl_python or (None if args.only == "heal" else trl_python())
     contenders = {}
     if args.only != "trl":

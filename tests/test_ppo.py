@@ -480,3 +480,55 @@ def test_the_value_model_starts_on_the_normalised_reward_scale(sft_tiny_run, rew
     assert torch.allclose(initial, normalised, atol=1e-4)
     raw = normalised * std + mean
     assert not torch.allclose(initial, raw, atol=1e-2)  # before the fix V started at the raw score
+
+
+def _tiny_ppo_run(sft_tiny_run, tmp_path, *extra):
+    from heal.ppo import setup
+    from heal.ppo.train import make_parser
+    from heal.rl.prompts import load_prompts
+    from heal.rl.rewards import parse_reward
+
+    prompts = load_prompts(str(sft_tiny_run["data"]["train"]))[:16]
+    script, training, model_args = make_parser().parse([
+        "--model_name", str(sft_tiny_run["dir"]), "--reward", "rule:pubmedqa", "--output_dir", str(tmp_path / "out"),
+        "--response_length", "6", "--per_device_train_batch_size", "8", "--max_steps", "2", *extra])
+    reward = parse_reward(script.reward, training.reward_model_path)
+    sizes = setup.batch_sizes(training, 1, len(prompts))
+    return setup.build_run(script, training, model_args, reward, prompts, sizes, credentialed=False, trackers=[])
+
+
+def test_attn_implementation_reaches_the_policy_and_the_value_model(sft_tiny_run, tmp_path):
+    run = _tiny_ppo_run(sft_tiny_run, tmp_path, "--attn_implementation", "eager")
+    assert run.unwrapped.policy.config._attn_implementation == "eager"
+    assert run.unwrapped.value_model.config._attn_implementation == "eager"
+
+
+def test_torch_compile_runs_the_step_through_compiled_trunks_and_leaves_the_weights_alone(sft_tiny_run, tmp_path):
+    """--torch_compile: the PPO step's forward goes through torch.compile'd policy and value trunks that compute what
+    the eager modules compute; state_dict (what checkpoints and the final policy save) gains no keys; an update
+    trains. The "eager" backend checks the wiring in seconds (inductor would take a minute to compile)."""
+    import torch
+
+    from heal.ppo.train import ppo_update
+    from heal.rl.rewards import sequence_inputs
+    from heal.rl.sampling import encode_prompts, left_pad
+
+    run = _tiny_ppo_run(sft_tiny_run, tmp_path, "--torch_compile", "true", "--torch_compile_backend", "eager")
+    model = run.unwrapped
+    assert set(model.__dict__["_compiled"]) == {"policy", "value"}
+    assert not any("_orig_mod" in key for key in model.state_dict())
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.value_model.score.weight)  # non-zero values, so the comparison means something
+    rows = encode_prompts(run.tokenizer, run.prompts[:8], None, 200)
+    query, query_mask = left_pad([row[-(30 + 5 * i):] for i, row in enumerate(rows)], run.tokenizer.pad_token_id)
+    response = torch.randint(5, 100, (8, 6))
+    inputs = sequence_inputs(query, query_mask, response, torch.ones_like(response))
+    with torch.no_grad():
+        compiled = model(*inputs, 6)
+        eager_calls = model.__dict__.pop("_compiled")
+        eager = model(*inputs, 6)
+        model.__dict__["_compiled"] = eager_calls
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(compiled, eager))
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    ppo_update(run)
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.policy.parameters()))

@@ -39,6 +39,13 @@ def length_groups(attention_mask: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.tensor_split(order, max(1, min(MAX_LENGTH_GROUPS, len(order) // MIN_GROUP_ROWS))))
 
 
+def without_shared_padding(input_ids, attention_mask, position_ids) -> tuple[torch.Tensor, ...]:
+    """The inputs without the columns of left padding every row has. Contiguous copies: a slice's stride and storage
+    offset would make torch.compile (--torch_compile) specialise on whether any column was cut, and recompile."""
+    start = int(attention_mask.any(dim=0).long().argmax())
+    return tuple(t[:, start:].contiguous() for t in (input_ids, attention_mask, position_ids))
+
+
 class PolicyAndValue(nn.Module):
     """Policy and value model as one module: one optimizer, one DDP/FSDP wrapper, one backward."""
 
@@ -57,12 +64,29 @@ class PolicyAndValue(nn.Module):
         return torch.cat([o[0] for o in outputs])[inverse], torch.cat([o[1] for o in outputs])[inverse]
 
     def _forward(self, input_ids, attention_mask, position_ids, response_length: int):
-        start = int(attention_mask.any(dim=0).long().argmax())  # columns of padding in every row are skipped
-        input_ids, attention_mask, position_ids = (t[:, start:] for t in (input_ids, attention_mask, position_ids))
-        logits = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                             use_cache=False, logits_to_keep=response_length + 1).logits[:, :-1]
-        values = token_scores(self.value_model, input_ids, attention_mask, position_ids)
+        input_ids, attention_mask, position_ids = without_shared_padding(input_ids, attention_mask, position_ids)
+        logits = self._call("policy")(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                      use_cache=False, logits_to_keep=response_length + 1).logits[:, :-1]
+        backbone, head = classifier_parts(self.value_model)
+        hidden = self._call("value", backbone)(input_ids=input_ids, attention_mask=attention_mask,
+                                               position_ids=position_ids, use_cache=False).last_hidden_state
+        values = head(hidden).squeeze(-1).float()  # (B, L): the head at every position (token_scores)
         return logits, values[:, -response_length - 1:-1]
+
+    def compile(self, **options) -> None:
+        """--torch_compile: the PPO step's policy and value trunk forward passes through torch.compile (dynamic
+        shapes: every length group has its own length). Generation and the reference keep the eager modules. The
+        compiled wrappers are kept out of the module tree, so state_dict, checkpoints and saving are unchanged."""
+        self.__dict__["_compiled"] = {"policy": torch.compile(self.policy, dynamic=True, **options)}
+        if getattr(self, "value_model", None) is not None:
+            self.__dict__["_compiled"]["value"] = torch.compile(classifier_parts(self.value_model)[0], dynamic=True,
+                                                                **options)
+
+    def _call(self, name: str, module=None):
+        compiled = self.__dict__.get("_compiled", {}).get(name)
+        if compiled is not None:
+            return compiled
+        return module if module is not None else self.policy
 
 
 class SharedTrunkPolicyAndValue(PolicyAndValue):
@@ -80,19 +104,24 @@ class SharedTrunkPolicyAndValue(PolicyAndValue):
         nn.init.zeros_(self.value_head.bias)
 
     def _forward(self, input_ids, attention_mask, position_ids, response_length: int):
-        start = int(attention_mask.any(dim=0).long().argmax())
-        input_ids, attention_mask, position_ids = (t[:, start:] for t in (input_ids, attention_mask, position_ids))
-        out = self.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          use_cache=False, logits_to_keep=response_length + 1, output_hidden_states=True)
+        input_ids, attention_mask, position_ids = without_shared_padding(input_ids, attention_mask, position_ids)
+        out = self._call("policy")(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                   use_cache=False, logits_to_keep=response_length + 1, output_hidden_states=True)
         hidden = out.hidden_states[-1][:, -response_length - 1:-1]  # the states before each response token
         return out.logits[:, :-1], self.value_head(hidden).squeeze(-1)
+
+
+def model_load_kwargs(model_args) -> dict:
+    """from_pretrained keywords the model flags set: --dtype and --attn_implementation (policy and value model)."""
+    keys = ("dtype", "attn_implementation")
+    return {k: getattr(model_args, k) for k in keys if getattr(model_args, k, None)}
 
 
 def load_policy_and_reference(model_args, training):
     """(policy, reference or None with LoRA, tokenizer, ModelInfo)."""
     from heal.models.loading import load_policy
 
-    kwargs = {"dtype": model_args.dtype} if model_args.dtype else {}
+    kwargs = model_load_kwargs(model_args)
     policy, tokenizer, info = load_policy(model_args.model_name_or_path, revision=model_args.model_revision,
                                           trust_remote_code=model_args.trust_remote_code, **kwargs)
     reference = None
@@ -123,7 +152,7 @@ def load_value_model(path: str, tokenizer, model_args, from_policy: bool):
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             model_location(path, "value model"), num_labels=1,
-            trust_remote_code=model_args.trust_remote_code, **({"dtype": model_args.dtype} if model_args.dtype else {}))
+            trust_remote_code=model_args.trust_remote_code, **model_load_kwargs(model_args))
     except (OSError, ValueError) as e:
         raise HealError(f"value model {path}: cannot be loaded as a sequence classifier "
                         f"({str(e).splitlines()[0][:200]})") from None

@@ -233,6 +233,9 @@ def build_run(script, training, model_args, reward_spec: RewardSpec, prompts: li
     else:
         value_path, new_head, value_init = value_start(script, reward, model_args.model_name_or_path)
         model = PolicyAndValue(policy, load_value_model(value_path, tokenizer, model_args, new_head))
+    if training.torch_compile:
+        model.compile(**{k: v for k, v in (("backend", training.torch_compile_backend),
+                                            ("mode", training.torch_compile_mode)) if v})
     if training.learning_rate is None:
         training.learning_rate = LEARNING_RATES.pick(runs.built_from_heal_tiny(model_args.model_name_or_path),
                                                      model_args.use_peft)
