@@ -78,7 +78,7 @@ POOLED_FOLDS = 10
 
 
 def pooled_cv(data: dict, features: dict, embedder, folds: int = POOLED_FOLDS) -> dict:
-    """{file: {grader: [label per row]}} from refits on both files' answers to the other folds' prompts."""
+    """{file: {grader: [Outcome per row]}} from refits on both files' answers to the other folds' prompts."""
     import numpy as np
     from sklearn.model_selection import GroupKFold
 
@@ -89,16 +89,16 @@ def pooled_cv(data: dict, features: dict, embedder, folds: int = POOLED_FOLDS) -
     matrix = np.vstack([features[name] for name in data])
     gold = [row["gold"] for _, _, row in rows]
     prompts = [row["prompt"] for _, _, row in rows]  # the same 450 prompts in both files
-    labels = {name: {g: [None] * len(file_rows) for g in ("learned", "combined")} for name, file_rows in data.items()}
+    outcomes = {name: {g: [None] * len(file_rows) for g in ("learned", "combined")} for name, file_rows in data.items()}
     for train, test in GroupKFold(folds).split(matrix, gold, prompts):
         weights = LearnedWeights.from_classifier(fit(matrix[train], [gold[i] for i in train]), {})
         verdicts = judge_outcomes([(rows[i][2]["prompt"], rows[i][2]["response"]) for i in test],
                                   ["learned", "combined"], embedder, weights=weights)
-        for grader, outcomes in verdicts.items():
-            for i, outcome in zip(test, outcomes):
+        for grader, judged in verdicts.items():
+            for i, outcome in zip(test, judged):
                 name, row_index, _ = rows[i]
-                labels[name][grader][row_index] = outcome.label
-    return labels
+                outcomes[name][grader][row_index] = outcome
+    return outcomes
 
 
 def evaluate(embedder, llm_judge: str | None = None, llm_style: str = "strongreject",
@@ -129,7 +129,7 @@ def evaluate(embedder, llm_judge: str | None = None, llm_style: str = "strongrej
             ("in-sample", "combined (shipped)"): shipped["combined"],
         }
         results[name] = {"n": len(rows), "opening matcher (previous HEAL judge)": scores(gold, _opening_matcher(rows)),
-                         **{f"{split}: {g}": scores(gold, [getattr(o, "label", o) for o in outs])
+                         **{f"{split}: {g}": scores(gold, [o.label for o in outs])
                             for (split, g), outs in graders.items()}}
         if llm_judge:
             subset = rows[:llm_limit] if llm_limit else rows
@@ -165,7 +165,8 @@ def confusions(results: dict) -> str:
     out = []
     for name, res in results.items():
         for grader in ("cross-file: combined (learned fit on the other file)",
-                       f"pooled CV: combined ({POOLED_FOLDS} folds by prompt, both files)", "in-sample: combined (shipped)"):
+                       f"pooled CV: combined ({POOLED_FOLDS} folds by prompt, both files)",
+                       "in-sample: combined (shipped)"):
             out += [f"\n{name} — {grader} (rows: human label; columns: verdict)",
                     "| human \\ judge | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
             out += [f"| {COLUMNS[i]} | " + " | ".join(str(v) for v in row) + " |"

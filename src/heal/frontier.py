@@ -227,11 +227,9 @@ def plot(data: dict, path: str | Path) -> Path:
     ax.set_ylabel("refusal of held-out harmful requests (higher = safer)")
     ax.set_title("Safety–helpfulness frontier (targets dotted; target region top left)\n"
                  "label: policy (PubMedQA dev accuracy, greedy)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    from heal.models.run_folder import save_figure
+
+    return save_figure(fig, Path(path), dpi=120)
 
 
 def _err(value: float, ci) -> list[list[float]] | None:

@@ -45,11 +45,13 @@ def classifier_parts(classifier) -> tuple[nn.Module, nn.Module]:
     return backbone, head
 
 
-def token_scores(classifier, input_ids, attention_mask, position_ids) -> torch.Tensor:
-    """The classifier's head applied at every position: (B, L) ids → (B, L) scores."""
-    backbone, head = classifier_parts(classifier)
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      use_cache=False).last_hidden_state  # (B, L, H)
+def token_scores(classifier, input_ids, attention_mask, position_ids, backbone=None) -> torch.Tensor:
+    """The classifier's head applied at every position: (B, L) ids → (B, L) scores. `backbone` runs the trunk in
+    place of the classifier's own (e.g. a torch.compile'd wrapper of it)."""
+    own, head = classifier_parts(classifier)
+    trunk = own if backbone is None else backbone  # not `or`: a compiled module has no truth value
+    hidden = trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                   use_cache=False).last_hidden_state  # (B, L, H)
     return head(hidden).squeeze(-1).float()
 
 

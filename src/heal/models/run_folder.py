@@ -231,13 +231,13 @@ def plot_loss_curve(folder: str | Path, title: str) -> Path | None:
     return save_figure(fig, Path(folder) / CURVE_FILE)
 
 
-def save_figure(fig, path: Path) -> Path:
+def save_figure(fig, path: Path, dpi: int | None = None) -> Path:
     """Lay out, write `fig` as a PNG at `path` atomically (no half-written image on a crash) and close it."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", dpi=dpi or "figure")
     plt.close(fig)
     return path
 

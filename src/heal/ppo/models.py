@@ -65,12 +65,11 @@ class PolicyAndValue(nn.Module):
 
     def _forward(self, input_ids, attention_mask, position_ids, response_length: int):
         input_ids, attention_mask, position_ids = without_shared_padding(input_ids, attention_mask, position_ids)
-        logits = self._call("policy")(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                      use_cache=False, logits_to_keep=response_length + 1).logits[:, :-1]
-        backbone, head = classifier_parts(self.value_model)
-        hidden = self._call("value", backbone)(input_ids=input_ids, attention_mask=attention_mask,
-                                               position_ids=position_ids, use_cache=False).last_hidden_state
-        values = head(hidden).squeeze(-1).float()  # (B, L): the head at every position (token_scores)
+        logits = self._policy_forward()(input_ids=input_ids, attention_mask=attention_mask,
+                                        position_ids=position_ids, use_cache=False,
+                                        logits_to_keep=response_length + 1).logits[:, :-1]
+        values = token_scores(self.value_model, input_ids, attention_mask, position_ids,
+                              backbone=self._compiled_trunks().get("value"))
         return logits, values[:, -response_length - 1:-1]
 
     def compile(self, **options) -> None:
@@ -82,11 +81,13 @@ class PolicyAndValue(nn.Module):
             self.__dict__["_compiled"]["value"] = torch.compile(classifier_parts(self.value_model)[0], dynamic=True,
                                                                 **options)
 
-    def _call(self, name: str, module=None):
-        compiled = self.__dict__.get("_compiled", {}).get(name)
-        if compiled is not None:
-            return compiled
-        return module if module is not None else self.policy
+    def _compiled_trunks(self) -> dict:
+        """{"policy", "value"} → compiled wrapper, after compile() ({} otherwise)."""
+        return self.__dict__.get("_compiled", {})
+
+    def _policy_forward(self):
+        """The policy's forward for the PPO step: its compiled wrapper with --torch_compile, else the policy."""
+        return self._compiled_trunks().get("policy", self.policy)
 
 
 class SharedTrunkPolicyAndValue(PolicyAndValue):
@@ -105,8 +106,8 @@ class SharedTrunkPolicyAndValue(PolicyAndValue):
 
     def _forward(self, input_ids, attention_mask, position_ids, response_length: int):
         input_ids, attention_mask, position_ids = without_shared_padding(input_ids, attention_mask, position_ids)
-        out = self._call("policy")(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                   use_cache=False, logits_to_keep=response_length + 1, output_hidden_states=True)
+        out = self._policy_forward()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                     use_cache=False, logits_to_keep=response_length + 1, output_hidden_states=True)
         hidden = out.hidden_states[-1][:, -response_length - 1:-1]  # the states before each response token
         return out.logits[:, :-1], self.value_head(hidden).squeeze(-1)
 

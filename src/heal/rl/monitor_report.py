@@ -65,7 +65,6 @@ def plot_overoptimisation(folder: str | Path, title: str, proxy_name: str, gold_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     rows = monitor_rows(folder)
     if not rows:
         return None
