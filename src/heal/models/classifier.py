@@ -45,13 +45,17 @@ def classifier_parts(classifier) -> tuple[nn.Module, nn.Module]:
     return backbone, head
 
 
-def token_scores(classifier, input_ids, attention_mask, position_ids, backbone=None) -> torch.Tensor:
-    """The classifier's head applied at every position: (B, L) ids → (B, L) scores. `backbone` runs the trunk in
-    place of the classifier's own (e.g. a torch.compile'd wrapper of it)."""
-    own, head = classifier_parts(classifier)
-    trunk = own if backbone is None else backbone  # not `or`: a compiled module has no truth value
-    hidden = trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                   use_cache=False).last_hidden_state  # (B, L, H)
+def token_scores(classifier, input_ids, attention_mask, position_ids, keep: int | None = None) -> torch.Tensor:
+    """The classifier's head applied at every position: (B, L) ids → (B, L) scores; with `keep`, at the last `keep`
+    positions only, (B, keep), the trunk's last layer computed only there where it allows (heal.models.trunk)."""
+    from heal.models.trunk import last_hidden_states
+
+    trunk, head = classifier_parts(classifier)
+    if keep is None:
+        hidden = trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                       use_cache=False).last_hidden_state  # (B, L, H)
+    else:
+        hidden = last_hidden_states(trunk, input_ids, attention_mask, position_ids, keep)  # (B, keep, H)
     return head(hidden).squeeze(-1).float()
 
 

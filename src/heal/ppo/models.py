@@ -24,6 +24,7 @@ from torch import nn
 
 from heal.errors import HealError
 from heal.models.classifier import classifier_parts, disable_dropout, freeze, token_scores  # noqa: F401
+from heal.models.trunk import can_trim, causal_lm_parts, last_hidden_states, response_logits
 
 
 # Rows of a forward pass are run in groups of similar length, each without the left padding all its rows share: less
@@ -64,30 +65,24 @@ class PolicyAndValue(nn.Module):
         return torch.cat([o[0] for o in outputs])[inverse], torch.cat([o[1] for o in outputs])[inverse]
 
     def _forward(self, input_ids, attention_mask, position_ids, response_length: int):
-        input_ids, attention_mask, position_ids = without_shared_padding(input_ids, attention_mask, position_ids)
-        logits = self._policy_forward()(input_ids=input_ids, attention_mask=attention_mask,
-                                        position_ids=position_ids, use_cache=False,
-                                        logits_to_keep=response_length + 1).logits[:, :-1]
-        values = token_scores(self.value_model, input_ids, attention_mask, position_ids,
-                              backbone=self._compiled_trunks().get("value"))
-        return logits, values[:, -response_length - 1:-1]
+        inputs = without_shared_padding(input_ids, attention_mask, position_ids)
+        logits = self._step_function("policy")(self.policy, *inputs, response_length)
+        values = self._step_function("value")(self.value_model, *inputs, keep=response_length + 1)
+        return logits, values[:, :-1]
 
     def compile(self, **options) -> None:
-        """--torch_compile: the PPO step's policy and value trunk forward passes through torch.compile (dynamic
-        shapes: every length group has its own length). Generation and the reference keep the eager modules. The
-        compiled wrappers are kept out of the module tree, so state_dict, checkpoints and saving are unchanged."""
-        self.__dict__["_compiled"] = {"policy": torch.compile(self.policy, dynamic=True, **options)}
+        """--torch_compile: the PPO step's policy and value passes (response_logits, token_scores) through
+        torch.compile (dynamic shapes: every length group has its own length). Generation and the reference keep the
+        eager modules. The compiled functions are kept out of the module tree, so state_dict, checkpoints and saving
+        are unchanged."""
+        self.__dict__["_compiled"] = {"policy": torch.compile(response_logits, dynamic=True, **options)}
         if getattr(self, "value_model", None) is not None:
-            self.__dict__["_compiled"]["value"] = torch.compile(classifier_parts(self.value_model)[0], dynamic=True,
-                                                                **options)
+            self.__dict__["_compiled"]["value"] = torch.compile(token_scores, dynamic=True, **options)
 
-    def _compiled_trunks(self) -> dict:
-        """{"policy", "value"} → compiled wrapper, after compile() ({} otherwise)."""
-        return self.__dict__.get("_compiled", {})
-
-    def _policy_forward(self):
-        """The policy's forward for the PPO step: its compiled wrapper with --torch_compile, else the policy."""
-        return self._compiled_trunks().get("policy", self.policy)
+    def _step_function(self, name: str):
+        """The PPO step's function for "policy" (response_logits) or "value" (token_scores): compiled after
+        compile()."""
+        return self.__dict__.get("_compiled", {}).get(name, response_logits if name == "policy" else token_scores)
 
 
 class SharedTrunkPolicyAndValue(PolicyAndValue):
@@ -105,11 +100,23 @@ class SharedTrunkPolicyAndValue(PolicyAndValue):
         nn.init.zeros_(self.value_head.bias)
 
     def _forward(self, input_ids, attention_mask, position_ids, response_length: int):
-        input_ids, attention_mask, position_ids = without_shared_padding(input_ids, attention_mask, position_ids)
-        out = self._policy_forward()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                     use_cache=False, logits_to_keep=response_length + 1, output_hidden_states=True)
+        inputs = without_shared_padding(input_ids, attention_mask, position_ids)
+        trunk, lm_head = causal_lm_parts(self.policy)
+        if can_trim(trunk):
+            hidden = self._step_function("trunk")(trunk, *inputs, response_length + 1)[:, :-1]
+            return lm_head(hidden), self.value_head(hidden).squeeze(-1)
+        out = self._step_function("policy")(*inputs, use_cache=False, logits_to_keep=response_length + 1,
+                                            output_hidden_states=True)
         hidden = out.hidden_states[-1][:, -response_length - 1:-1]  # the states before each response token
         return out.logits[:, :-1], self.value_head(hidden).squeeze(-1)
+
+    def compile(self, **options) -> None:
+        self.__dict__["_compiled"] = {"trunk": torch.compile(last_hidden_states, dynamic=True, **options),
+                                      "policy": torch.compile(self.policy, dynamic=True, **options)}
+
+    def _step_function(self, name: str):
+        return self.__dict__.get("_compiled", {}).get(name, last_hidden_states if name == "trunk" else self.policy)
+
 
 
 def model_load_kwargs(model_args) -> dict:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from heal.models.trunk import response_logits
 from heal.ppo.losses import logprobs_of
 from heal.rl.rewards import ScoringBatch, sequence_inputs
 from heal.rl.sampling import (RolloutSettings, decode, encode_prompts, generate, left_pad,  # noqa: F401
@@ -60,11 +61,9 @@ def forward_pass(model, reference, query, query_mask, response, response_mask, t
         del logits
     if reference is None:
         with model.policy.disable_adapter():
-            ref_logits = model.policy(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                      use_cache=False, logits_to_keep=length + 1).logits[:, :-1]
+            ref_logits = response_logits(model.policy, input_ids, attention_mask, position_ids, length)
     else:
-        ref_logits = reference(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                               use_cache=False, logits_to_keep=length + 1).logits[:, :-1]
+        ref_logits = response_logits(reference, input_ids, attention_mask, position_ids, length)
     ref_logprobs = logprobs_of(ref_logits / (temperature + 1e-7), response) * mask
     return logprobs, ref_logprobs, values
 

@@ -221,12 +221,11 @@ def _logprobs(model, query, query_mask, response, response_mask, temperature: fl
     """(B, T) log-probabilities of the response tokens at `temperature`."""
     import torch
 
+    from heal.models.trunk import response_logits
     from heal.rl.rewards import sequence_inputs
 
     input_ids, attention_mask, position_ids = sequence_inputs(query, query_mask, response, response_mask)
-    length = response.shape[1]
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
-                   logits_to_keep=length + 1).logits[:, :-1]
+    logits = response_logits(model, input_ids, attention_mask, position_ids, response.shape[1])
     logprobs = torch.log_softmax(logits.float() / (temperature + 1e-7), dim=-1)
     return logprobs.gather(-1, response.unsqueeze(-1)).squeeze(-1)
 

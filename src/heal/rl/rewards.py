@@ -93,9 +93,10 @@ class RewardModelSource:
 
         input_ids, attention_mask, position_ids = sequence_inputs(batch.query, batch.query_mask, batch.response,
                                                                   batch.response_mask)
-        scores = token_scores(self.model, input_ids, attention_mask, position_ids)  # (B, P + T)
+        width = batch.response.shape[1]
+        scores = token_scores(self.model, input_ids, attention_mask, position_ids, keep=width)  # (B, T)
         # the response mask is 1 from the first response token up to and including the stop token
-        last = batch.query.shape[1] + (batch.response_mask.sum(dim=1) - 1).clamp(min=0)
+        last = (batch.response_mask.sum(dim=1) - 1).clamp(min=0)
         return scores[torch.arange(scores.shape[0], device=scores.device), last].float().cpu()
 
 
