@@ -87,3 +87,31 @@ def test_share_backbone_with_a_value_model_path_is_one_line_and_exit_2(sft_tiny_
                         "--value_model_path", str(sft_tiny_run["dir"]), "--output_dir", str(out))
     assert_one_line_error(code, err, "--share_backbone", "--value_model_path", "exclusive")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_shared_trunk_reads_the_normed_last_layer_at_the_response_positions(sft_tiny_run, tmp_path):
+    """The trimmed last layer (heal.models.trunk) gives the logits and the value-head input that the full forward
+    gives (the final norm's output, which the LM head reads), eager and compiled alike."""
+    import torch
+
+    from heal.rl.rewards import sequence_inputs
+    from heal.rl.sampling import encode_prompts, left_pad
+
+    run = _run(sft_tiny_run, tmp_path, "--torch_compile", "true", "--torch_compile_backend", "eager")
+    model = run.unwrapped
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.value_head.weight)  # non-zero values, so the comparison means something
+    records = io.read_records(sft_tiny_run["data"]["dev"])[:4]
+    rows = encode_prompts(run.tokenizer, records, None, 64)
+    query, query_mask = left_pad([row[-(20 + 6 * i):] for i, row in enumerate(rows)], run.tokenizer.pad_token_id)
+    response = torch.randint(5, 100, (4, 5))
+    inputs = sequence_inputs(query, query_mask, response, torch.ones_like(response))
+    with torch.no_grad():
+        out = model.policy(*inputs, use_cache=False, output_hidden_states=True)
+        expected = (out.logits[:, -6:-1], model.value_head(out.hidden_states[-1][:, -6:-1]).squeeze(-1))
+        compiled = model(*inputs, 5)
+        calls = model.__dict__.pop("_compiled")
+        eager = model(*inputs, 5)
+        model.__dict__["_compiled"] = calls
+    for got in (compiled, eager):
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, expected))

@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# model_type → decoder layers laid out as Llama's: input_layernorm → self_attn (q/k/v/o_proj, rotary) → residual →
-# post_attention_layernorm → mlp → residual. Mistral and Qwen2 differ in sliding windows, Qwen3 in q/k norms.
+# model_type → decoder layers laid out as Llama's: input_layernorm → self_attn (q/k/v/o_proj, rotary) →
+# residual → post_attention_layernorm → mlp → residual. Mistral and Qwen2 differ in sliding windows, Qwen3 in q/k norms.
 TRIMMABLE = frozenset({"llama"})
 ATTENTION = frozenset({"sdpa", "eager"})
 
@@ -108,4 +108,5 @@ def _query_rows(mask, keep: int, length: int, like: torch.Tensor, config) -> tor
     allowed = torch.ones(keep, length, dtype=torch.bool, device=like.device).tril(diagonal=length - keep)[None, None]
     if config._attn_implementation == "sdpa":
         return allowed
-    return torch.zeros(allowed.shape, dtype=like.dtype, device=like.device).masked_fill(~allowed, torch.finfo(like.dtype).min)
+    additive = torch.zeros(allowed.shape, dtype=like.dtype, device=like.device)
+    return additive.masked_fill(~allowed, torch.finfo(like.dtype).min)

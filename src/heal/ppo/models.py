@@ -111,12 +111,13 @@ class SharedTrunkPolicyAndValue(PolicyAndValue):
         return out.logits[:, :-1], self.value_head(hidden).squeeze(-1)
 
     def compile(self, **options) -> None:
+        """--torch_compile: the shared trunk's pass (last_hidden_states; the policy's own forward for other model
+        types) through torch.compile, kept out of the module tree as in PolicyAndValue.compile."""
         self.__dict__["_compiled"] = {"trunk": torch.compile(last_hidden_states, dynamic=True, **options),
                                       "policy": torch.compile(self.policy, dynamic=True, **options)}
 
     def _step_function(self, name: str):
         return self.__dict__.get("_compiled", {}).get(name, last_hidden_states if name == "trunk" else self.policy)
-
 
 
 def model_load_kwargs(model_args) -> dict:
