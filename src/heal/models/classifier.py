@@ -51,11 +51,8 @@ def token_scores(classifier, input_ids, attention_mask, position_ids, keep: int 
     from heal.models.trunk import last_hidden_states
 
     trunk, head = classifier_parts(classifier)
-    if keep is None:
-        hidden = trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       use_cache=False).last_hidden_state  # (B, L, H)
-    else:
-        hidden = last_hidden_states(trunk, input_ids, attention_mask, position_ids, keep)  # (B, keep, H)
+    keep = input_ids.shape[1] if keep is None else keep  # every position: the trunk's plain forward
+    hidden = last_hidden_states(trunk, input_ids, attention_mask, position_ids, keep)  # (B, keep, H)
     return head(hidden).squeeze(-1).float()
 
 

@@ -106,10 +106,10 @@ class HealPPOConfig(CheckpointingDefaults, TrainingArguments):
                 "backward instead of two), but V no longer starts from the reward model and the value loss also "
                 "trains the policy. Off by default (the N+ implementation details' separate value model)."})
     torch_compile: bool = field(default=False, metadata={
-        "help": "Run the PPO step's policy and value trunk forward passes through torch.compile (dynamic shapes; "
-                "generation and the reference stay eager). On heal-tiny (CPU) 1.2x faster per update once compiled, "
-                "after about 60 s of compiling (20 s with a warm inductor cache): pays only for runs of a few hundred "
-                "updates. --torch_compile_backend/--torch_compile_mode pass on."})
+        "help": "Run the PPO step's policy and value passes through torch.compile (dynamic shapes; generation and "
+                "the reference stay eager). On heal-tiny (CPU) 1.2x faster per update once compiled, after 60-90 s "
+                "of compiling (20 s with a warm inductor cache): pays only for runs of a few hundred updates. "
+                "--torch_compile_backend/--torch_compile_mode pass on."})
     num_sample_generations: int = field(default=10, metadata={
         "help": "Times during training that sample responses are written to samples.jsonl (0: never)."})
     ds3_gather_for_generation: bool = field(default=True, metadata={
