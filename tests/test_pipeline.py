@@ -4,7 +4,9 @@ failure, validated before anything runs; the run report; every preset parses."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,8 +193,6 @@ def test_every_pipeline_preset_parses(preset):
 def test_a_stage_with_a_launcher_runs_as_its_child_process(tmp_path, capsys):
     """`launch:` runs `<launcher> -m heal.cli <verb> --config stages/<name>.yaml` (here plain Python, as
     `accelerate launch` or `torchrun` would be on GPUs)."""
-    import sys
-
     stages = json.loads(json.dumps(DATA_STAGES))
     stages["train_data"]["launch"] = sys.executable
     code, out, err = heal(capsys, "pipeline", write_config(tmp_path, stages))
@@ -221,3 +221,124 @@ def test_a_comma_separated_prompt_list_is_checked_path_by_path(tmp_path):
     _, stages, _ = pipeline.load(path)
     with pytest.raises(HealError, match="/nope/prompts.csv does not exist"):
         pipeline.validate(path, stages)
+
+
+# --- --jobs: independent stages side by side --------------------------------------------------------------------
+
+def test_jobs_2_runs_independent_stages_side_by_side_once_what_they_read_is_done(tmp_path, capsys):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    code, _, err = heal(capsys, "pipeline", write_config(one, DATA_STAGES))
+    assert code == 0, err
+    code, out, err = heal(capsys, "pipeline", write_config(two, DATA_STAGES), "--jobs", "2")
+    assert code == 0, err
+    run = two / "run"
+    assert {name: s["status"] for name, s in state(run).items()} == \
+        {name: s["status"] for name, s in state(one / "run").items()} == dict.fromkeys(DATA_STAGES, "done")
+    for name in ("pqal.json", "folds.json", "train.jsonl", "dev.jsonl"):
+        assert (run / "data" / name).read_text() == (one / "run" / "data" / name).read_text(), name
+    assert (run / "report.html").exists()
+
+    # train_data and dev_data read data's output: they start after it is done, then both at once (2 slots)
+    data_done = out.index("[1/3] data (heal prep): done in")
+    train_started = out.index(f"[2/3] train_data (heal prep) → {run / 'data' / 'train.jsonl'}: started, log "
+                              f"{run / 'logs' / 'train_data.log'}")
+    dev_started = out.index("[3/3] dev_data (heal prep) →")
+    first_done_after = min(out.index("train_data (heal prep): done in"), out.index("dev_data (heal prep): done in"))
+    assert data_done < train_started < dev_started < first_done_after
+    log = (run / "logs" / "train_data.log").read_text()
+    assert log.startswith(f"$ {sys.executable} -m heal.cli prep --config {run / 'stages' / 'train_data.yaml'}")
+    assert "kept 108 records" in log
+
+    # a rerun skips what is unchanged, and reruns what reads a changed stage's output
+    mtime = (run / "data" / "train.jsonl").stat().st_mtime_ns
+    code, out, err = heal(capsys, "pipeline", write_config(two, DATA_STAGES), "--jobs", "2")
+    assert code == 0, err
+    assert out.count("unchanged, skipped") == 3 and "started" not in out
+    assert (run / "data" / "train.jsonl").stat().st_mtime_ns == mtime
+    stages = json.loads(json.dumps(DATA_STAGES))
+    stages["data"]["args"]["n"] = 60
+    code, out, err = heal(capsys, "pipeline", write_config(two, stages), "--jobs", "2")
+    assert code == 0, err
+    assert "unchanged, skipped" not in out and out.count(": started, log") == 3
+    assert len((run / "data" / "train.jsonl").read_text().splitlines()) == 54
+
+
+def test_a_stage_needs_the_earlier_stages_it_names_or_whose_output_it_reads(tmp_path):
+    run = tmp_path / "run"
+    stages = json.loads(json.dumps({**DATA_STAGES, "sft": MODEL_STAGES["sft"]}))
+    stages["dev_data"]["args"]["input_path"] = str(run / "data" / "pqal.json")  # data's output, named literally
+    stages["other"] = {"verb": "prep", "args": {"dataset": "synthetic_pubmedqa", "n": 10,  # reads nothing earlier
+                                                "output_path": "${run_dir}/other/pqal.json"}}
+    stages["eval_sft"] = {"verb": "eval", "args": {"model_path": f"{run}/sft/checkpoint-4",  # inside sft's folder
+                                                   "dataset_path": "${dev_data}"}}
+    stages["red"] = {"verb": "redteam", "args": {"model_path": "heal-tiny",
+                                                 "adversarial_prompts_path": "${train_data},${other}"}}
+    path = write_config(tmp_path, stages)
+    _, loaded, _ = pipeline.load(path)
+    assert {s.name: s.needs for s in loaded}["dev_data"] == ()  # only placeholders are known before validate
+    pipeline.validate(path, loaded)
+    assert {s.name: s.needs for s in loaded} == {
+        "data": (), "train_data": ("data",), "dev_data": ("data",), "sft": ("train_data",), "other": (),
+        "eval_sft": ("dev_data", "sft"), "red": ("train_data", "other")}
+
+
+def test_a_failed_stage_under_jobs_stops_new_starts_and_lets_the_running_ones_finish(tmp_path, capsys):
+    stages = json.loads(json.dumps(DATA_STAGES))
+    stages["train_data"]["args"]["fold"] = 12  # heal prep refuses it at run time, in a fraction of a second
+    # dev_data runs beside it, held back 3 s by its launcher so that it is still running when train_data fails
+    stages["dev_data"]["launch"] = f"sh -c 'sleep 3; exec \"$0\" \"$@\"' {sys.executable}"
+    stages["red_train"] = {"verb": "redteam", "args": {"model_path": "heal-tiny", "attacks": "direct",
+                                                       "adversarial_prompts_path": "${train_data}"}}
+    stages["red_dev"] = {"verb": "redteam", "args": {"model_path": "heal-tiny", "attacks": "direct",
+                                                     "adversarial_prompts_path": "${dev_data}"}}
+    config = write_config(tmp_path, stages)
+    code, out, err = heal(capsys, "pipeline", config, "--jobs", "2")
+    run, log = tmp_path / "run", tmp_path / "run" / "logs" / "train_data.log"
+    assert code == 2
+    assert "heal prep: error: --fold 12" in err  # the failed stage's log, shown
+    last = err.strip().splitlines()[-1]
+    for needle in ("stage train_data (heal prep) failed", f"log {log}", f"resume with: heal pipeline {config}"):
+        assert needle in last
+    records = state(run)
+    assert records["train_data"]["status"] == "failed"
+    assert records["train_data"]["error"].startswith("heal prep: error: --fold 12")
+    assert records["data"]["status"] == records["dev_data"]["status"] == "done"
+    assert out.index("train_data (heal prep): failed") < out.index("dev_data (heal prep): done")
+    # red_train reads the failed stage; red_dev was ready once dev_data finished, but nothing starts after a failure
+    assert "red_train" not in records and "red_dev" not in records
+    assert sorted(p.name for p in (run / "logs").iterdir()) == ["data.log", "dev_data.log", "train_data.log"]
+
+
+def test_jobs_must_be_at_least_one(tmp_path, capsys):
+    code, _, err = heal(capsys, "pipeline", write_config(tmp_path, DATA_STAGES), "--jobs", "0")
+    assert_one_line_error(code, err, "--jobs 0: must be at least 1")
+    assert not (tmp_path / "run").exists()
+
+
+def test_each_child_gets_its_share_of_the_cores_and_gpus(monkeypatch):
+    from heal.pipeline_jobs import child_env
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    env = child_env(1, 3, gpus=8)
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "5"
+    assert env["CUDA_VISIBLE_DEVICES"] == "1,4,7"
+    assert "CUDA_VISIBLE_DEVICES" not in child_env(0, 3, gpus=2)  # fewer GPUs than jobs: left alone
+    assert child_env(0, 32, gpus=0)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    env = child_env(1, 3, gpus=8)
+    assert env["OMP_NUM_THREADS"] == "7" and env.get("MKL_NUM_THREADS") == os.environ.get("MKL_NUM_THREADS")
+    assert env["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_quickstart_passes_jobs_through(tmp_path, capsys):
+    code, out, err = heal(capsys, "quickstart", "--output_dir", tmp_path / "qs", "--stages", "data,train_data,dev_data",
+                          "--jobs", "2")
+    assert code == 0, err
+    assert out.count(": started, log") == 3 and "[4/12] sft (heal sft): not selected" in out
+    assert sorted(p.name for p in (tmp_path / "qs" / "logs").iterdir()) == ["data.log", "dev_data.log",
+                                                                              "train_data.log"]
+    assert set(state(tmp_path / "qs")) == {"data", "train_data", "dev_data"}

@@ -2,6 +2,7 @@
 
     heal pipeline experiments/configs/pipeline_pubmedqa_qwen0.5b.yaml
     heal pipeline experiments/configs/quickstart.yaml --stages eval_ppo,redteam_ppo   # only these (others skipped)
+    heal pipeline experiments/configs/quickstart.yaml --jobs 2   # independent stages side by side
 
 The file names a run folder and an ordered mapping of stages; each stage is one `heal <verb>` with its flags as
 `args` (exactly the keys `heal <verb> --help` lists, as in a `--config` file):
@@ -26,6 +27,12 @@ Stages run in this process by default. A stage with `launch: accelerate launch -
 `torchrun --nproc_per_node N`) runs as `<launch> -m heal.cli <verb> --config <run_dir>/stages/<stage>.yaml`, so one
 pipeline can put SFT, reward and PPO on many GPUs (DDP, FSDP, DeepSpeed) while prep and eval stay in one process.
 
+With `--jobs N`, up to N stages run side by side, each a child process (`python -m heal.cli <verb> --config …`, or its
+launcher) writing `<run_dir>/logs/<stage>.log`; a stage starts once every stage it reads from (named by `${stage}`, or
+writing a path it reads) has finished. Each child gets 1/N of the cores as OMP_NUM_THREADS and MKL_NUM_THREADS (unless
+OMP_NUM_THREADS is set) and, when CUDA_VISIBLE_DEVICES is unset and there are N or more GPUs, GPUs i, i+N, i+2N … for
+its slot i. After a failure no stage starts; the running ones finish and are recorded (heal.pipeline_jobs).
+
 Each finished stage is recorded in `<run_dir>/pipeline_state.json` with a fingerprint of its verb, its arguments and
 its input files (size and modification time); on a rerun a stage whose fingerprint is unchanged is skipped, and
 everything downstream of a stage that reran runs again (its inputs changed). A failed stage is named with the command
@@ -36,10 +43,8 @@ that resumes the run. The resolved config is `<run_dir>/pipeline.yaml`, each sta
 from __future__ import annotations
 
 import gc
-import hashlib
 import importlib
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,15 +52,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from heal.config import make_parser as _make_parser
-from heal.contracts import VerbContract, contract_of, stage_verbs
 from heal.errors import HealError
+from heal.pipeline_stages import Stage, fingerprint, load, module_of, outputs_of, validate
 
-TOP_KEYS = ("run_dir", "stages", "description", "title")
-STAGE_KEYS = ("verb", "args", "description", "launch")
 STATE_FILE = "pipeline_state.json"
-BUILTIN = Path(__file__).parent / "data" / "builtin"  # ${builtin}: data files shipped with HEAL
-_RESERVED = ("run_dir", "builtin")  # placeholders that are not stages
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 
 
 @dataclass
@@ -68,16 +68,11 @@ class PipelineConfig:
         "help": "Run every selected stage even when its inputs and config are unchanged."})
     run_dir: str | None = field(default=None, metadata={"help": "Override the file's run_dir."})
     report: bool = field(default=True, metadata={"help": "Write report.html and report.md into the run folder."})
-
-
-@dataclass
-class Stage:
-    name: str
-    verb: str
-    args: dict  # placeholders resolved
-    output: Path
-    contract: VerbContract  # what the verb writes and reads (its module's CONTRACT)
-    launch: str | None = None  # e.g. "accelerate launch --config_file …": run the stage as that command's child
+    jobs: int = field(default=1, metadata={
+        "help": "Run up to N stages side by side, each as a child process logging to <run_dir>/logs/<stage>.log; a "
+                "stage starts once the stages it reads from have finished. Each child gets OMP_NUM_THREADS = cores / N "
+                "(unless OMP_NUM_THREADS is set) and, when CUDA_VISIBLE_DEVICES is unset and there are N or more "
+                "GPUs, every N-th GPU. 1: one stage after another, in this process."})
 
 
 def make_parser():
@@ -96,186 +91,7 @@ def make_parser():
     return parser
 
 
-# --------------------------------------------------------------------------------------------------- the config ---
-
-def load(path: str | Path, run_dir: str | None = None) -> tuple[Path, list[Stage], dict]:
-    """(run folder, stages in order, the file's mapping); a HealError naming the key for anything wrong."""
-    from heal.config import read_yaml_mapping
-
-    path = Path(path)
-    raw = read_yaml_mapping(path, "pipeline config", "a mapping with run_dir and stages")
-    _unknown(path, "", raw, TOP_KEYS)
-    folder = Path(run_dir or raw.get("run_dir") or "")
-    if not str(run_dir or raw.get("run_dir") or "").strip():
-        raise HealError(f"{path}: run_dir is missing; name the run folder (e.g. run_dir: runs/my_run)")
-    stages_raw = raw.get("stages")
-    if not isinstance(stages_raw, dict) or not stages_raw:
-        raise HealError(f"{path}: stages must be a non-empty mapping of stage name → {{verb, args}}")
-    outputs: dict[str, Path] = {"run_dir": folder, "builtin": BUILTIN}
-    stages = []
-    for name, spec in stages_raw.items():
-        where = f"stages.{name}"
-        if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)) or name in ("run_dir", "builtin"):
-            raise HealError(f"{path}: {where}: stage names are letters, digits and _ (and not run_dir or builtin)")
-        spec = {} if spec is None else spec
-        if not isinstance(spec, dict):
-            raise HealError(f"{path}: {where}: must be a mapping with verb and args")
-        _unknown(path, f"{where}.", spec, STAGE_KEYS)
-        verb = spec.get("verb", name)
-        contract = contract_of(str(verb))
-        if contract is None:
-            raise HealError(f"{path}: {where}.verb: unknown stage '{verb}'; a stage runs one of: "
-                            f"{', '.join(stage_verbs())}")
-        args = spec.get("args") or {}
-        if not isinstance(args, dict):
-            raise HealError(f"{path}: {where}.args: must be a mapping of flag names to values")
-        args = {k: _resolve(v, outputs, path, f"{where}.args.{k}") for k, v in args.items()}
-        if contract.output == "file":
-            if not args.get(contract.output_field):
-                raise HealError(f"{path}: {where}.args.{contract.output_field}: heal {verb} writes one file; name it "
-                                "(e.g. ${run_dir}/data/records.jsonl)")
-        else:
-            args.setdefault(contract.output_field, str(folder / name))
-        output = Path(args[contract.output_field])
-        launch = spec.get("launch")
-        if launch is not None and (not isinstance(launch, str) or not launch.strip()):
-            raise HealError(f"{path}: {where}.launch: a launcher command such as 'accelerate launch --config_file "
-                            "experiments/configs/accelerate/deepspeed_zero3.yaml' or 'torchrun --nproc_per_node 8'")
-        outputs[name] = output
-        stages.append(Stage(name, verb, args, output, contract, launch))
-    return folder, stages, raw
-
-
-def _unknown(path: Path, where: str, mapping: dict, allowed: tuple) -> None:
-    extra = sorted(set(map(str, mapping)) - set(allowed))
-    if extra:
-        raise HealError(f"{path}: {where}{extra[0]}: unknown key; allowed here: {', '.join(allowed)}")
-
-
-def _resolve(value, outputs: dict[str, Path], path: Path, where: str):
-    if isinstance(value, list):
-        return [_resolve(v, outputs, path, where) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def one(match: re.Match) -> str:
-        if match.group(1) not in outputs:
-            raise HealError(f"{path}: {where}: ${{{match.group(1)}}} names no earlier stage; use ${{run_dir}} or the "
-                            f"name of a stage above this one ({', '.join(k for k in outputs if k not in _RESERVED)})")
-        return str(outputs[match.group(1)])
-
-    return _PLACEHOLDER.sub(one, value)
-
-
-def validate(path: Path, stages: list[Stage], check_inputs: bool = True) -> None:
-    """Parse every stage's arguments with its verb's parser and check its inputs, before anything runs."""
-    produced: list[Path] = []
-    for stage in stages:
-        parser = importlib.import_module(_stage_module(stage)).make_parser()
-        dests = {option.lstrip("-").replace("-", "_"): action.dest for action in parser._actions
-                 for option in action.option_strings if action.dest not in ("help", "config")}
-        for key in list(stage.args):
-            if key not in dests:
-                raise HealError(f"{path}: stages.{stage.name}.args.{key}: heal {stage.verb} has no such setting; "
-                                f"see `heal {stage.verb} --help`")
-        # the seed's aliases (model_name …) become the setting's own name, as a --config file needs
-        stage.args = {dests[k]: v for k, v in stage.args.items()}
-        for key in stage.contract.path_fields:
-            value = stage.args.get(key)
-            own = _outputs(stage)[1:]  # what this stage writes besides its output (a synthetic folds file)
-            if check_inputs and isinstance(value, str) and value and not _available(value, produced + own, key,
-                                                                                     stage.contract):
-                raise HealError(f"{path}: stages.{stage.name}.args.{key}: {value} does not exist and no earlier stage "
-                                "writes it; fix the path or add the stage that makes it")
-        def reject(message: str):
-            raise HealError(message)
-
-        parser.error = reject  # argparse's complaint (a bad value) becomes this file's one line
-        try:
-            parser.parse(_argv(stage.args))
-        except HealError as e:
-            raise HealError(f"{path}: stages.{stage.name}.args: {e}") from None
-        produced += _outputs(stage)
-
-
-def _stage_module(stage: Stage) -> str:
-    """The module whose make_parser/main run the stage: the verb's, or the one its contract names (annotate's
-    export)."""
-    from heal.cli import VERBS
-
-    return stage.contract.stage_module or VERBS[stage.verb].module
-
-
-def _outputs(stage: Stage) -> list[Path]:
-    """What a stage writes: its output, plus what its contract says it writes beside it (prep's synthetic folds)."""
-    also = stage.contract.also_writes(stage.args) if stage.contract.also_writes else []
-    return [stage.output] + [Path(p) for p in also]
-
-
-def _paths(value: str) -> list[str]:
-    """A path field's paths: one path, or a comma-separated list (redteam's prompt files) when no such file exists."""
-    if "," in value and not Path(value).exists():
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return [value]
-
-
-def _available(value: str, produced: list[Path], key: str, contract: VerbContract) -> bool:
-    if len(_paths(value)) > 1:
-        return all(_available(part, produced, key, contract) for part in _paths(value))
-    if key in contract.models and not _looks_local(value):
-        return True  # a Hub id or heal-tiny: the loader decides
-    if key == "resume_from_checkpoint" and value in ("last", "true", "True"):
-        return True
-    target = Path(value)
-    if target.exists():
-        return True
-    return any(target == out or out in target.parents for out in produced)
-
-
-def _looks_local(value: str) -> bool:
-    return value.startswith((".", "/", "~")) or Path(value).exists() or value.count("/") != 1 and "/" in value
-
-
-def _argv(args: dict) -> list[str]:
-    """Flags for a verb's parser: booleans as true/false, lists space-separated, None dropped."""
-    argv = []
-    for key, value in args.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = str(value).lower()
-        if isinstance(value, (list, tuple)):
-            argv += [f"--{key}", *map(str, value)]
-        elif isinstance(value, dict):
-            argv += [f"--{key}", json.dumps(value)]
-        else:
-            argv += [f"--{key}", str(value)]
-    return argv
-
-
 # --------------------------------------------------------------------------------------------------- the runner ---
-
-def fingerprint(stage: Stage) -> str:
-    """Hash of the verb, the arguments and every input file's size and modification time."""
-    inputs = {}
-    for key in stage.contract.path_fields:
-        value = stage.args.get(key)
-        if not isinstance(value, str):
-            continue
-        for i, part in enumerate(_paths(value)):
-            if Path(part).exists() and Path(part) not in _outputs(stage):
-                inputs[key if i == 0 else f"{key}#{i}"] = _digest(Path(part))
-    blob = json.dumps({"verb": stage.verb, "args": stage.args, "inputs": inputs}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _digest(path: Path) -> list:
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    wal = Path(f"{path}-wal")  # a SQLite database's new rows (annotate's labels) may sit in its write-ahead log
-    files += [wal] if path.is_file() and wal.is_file() else []
-    return [(str(p.relative_to(path)) if path.is_dir() else "" if p == path else p.name, p.stat().st_size,
-             p.stat().st_mtime_ns) for p in files]
-
 
 def read_state(folder: Path) -> dict:
     try:
@@ -284,78 +100,151 @@ def read_state(folder: Path) -> dict:
         return {"stages": {}}
 
 
-def run_stage(stage: Stage, stage_config: Path, overwrite: bool) -> None:
-    """One verb, reading the stage's --config file: in this process, or as the child of the stage's launcher
+def stage_argv(stage: Stage, stage_config: Path, overwrite: bool) -> list[str]:
+    """The verb's flags: its --config file, and the overwrite flag when the output is this pipeline's own."""
+    argv = ["--config", str(stage_config)]
+    if overwrite and stage.contract.overwrite_field:
+        argv += [f"--{stage.contract.overwrite_field}", "true"]  # only ever a folder this pipeline wrote itself
+    return argv
+
+
+def stage_command(stage: Stage, argv: list[str]) -> list[str]:
+    """The stage as a child process: `<launch, or this Python> -m heal.cli <verb> <argv>`."""
+    import shlex
+
+    launcher = shlex.split(stage.launch) if stage.launch else [sys.executable]
+    # a stage that runs a verb's sub-command (annotate → heal.annotate.export) is `heal annotate export`
+    command = [stage.contract.stage_module.rsplit(".", 1)[1]] if stage.contract.stage_module else []
+    return [*launcher, "-m", "heal.cli", stage.verb, *command, *argv]
+
+
+def run_stage(stage: Stage, argv: list[str]) -> None:
+    """One verb with its flags (stage_argv): in this process, or as the child of the stage's launcher
     (`accelerate launch … -m heal.cli <verb> --config …`, for several processes or GPUs)."""
     import shlex
     import subprocess
 
-    argv = ["--config", str(stage_config)]
-    if overwrite and stage.contract.overwrite_field:
-        argv += [f"--{stage.contract.overwrite_field}", "true"]  # only ever a folder this pipeline wrote itself
     if stage.launch:
-        command = [*shlex.split(stage.launch), "-m", "heal.cli", stage.verb, *argv]
+        command = stage_command(stage, argv)
         print("  $ " + shlex.join(command), flush=True)
         code = subprocess.run(command).returncode
         if code:
             raise HealError(f"`{stage.launch} -m heal.cli {stage.verb}` exited with code {code} (its output is above)")
         return
-    module = importlib.import_module(_stage_module(stage))
+    module = importlib.import_module(module_of(stage))
     configs = module.make_parser().parse(argv)
     module.main(*configs)
 
 
-def execute(config_path: Path, folder: Path, stages: list[Stage], selected: set[str] | None, force: bool) -> dict:
-    """Run the stages in order; returns the state. A failing stage raises StageFailed after the state is saved."""
-    import yaml
+class Ledger:
+    """pipeline_state.json as the run goes: each stage not selected, skipped, running, done or failed. Saved after every
+    change, by this process only (--jobs children never write it)."""
 
-    from heal.data.io import write_json
+    def __init__(self, config_path: Path, folder: Path, stages: list[Stage], selected: set[str] | None, force: bool):
+        self.folder, self.stages, self.selected, self.force = folder, stages, selected, force
+        self.state = read_state(folder)
+        self.state.update(config=str(config_path), started_at=_now())
+        for record in self.state["stages"].values():  # "skipped" describes this run only
+            record.pop("skipped", None)
 
-    (folder / "stages").mkdir(parents=True, exist_ok=True)
-    state = read_state(folder)
-    state.update(config=str(config_path), started_at=_now())
-    for record in state["stages"].values():  # "skipped" describes this run only
-        record.pop("skipped", None)
-    for index, stage in enumerate(stages, 1):
-        record = state["stages"].get(stage.name, {})
-        header = f"[{index}/{len(stages)}] {stage.name} (heal {stage.verb})"
-        if selected is not None and stage.name not in selected:
-            print(f"{header}: not selected")
-            continue
+    def header(self, stage: Stage) -> str:
+        return f"[{self.stages.index(stage) + 1}/{len(self.stages)}] {stage.name} (heal {stage.verb})"
+
+    def begin(self, stage: Stage) -> list[str] | None:
+        """The stage's flags (stage_argv), once its --config file is written and it is recorded as running; None (and
+        a line saying why) when it is not selected or unchanged. Its fingerprint is taken now: after its inputs."""
+        import yaml
+
+        record = self.state["stages"].get(stage.name, {})
+        if self.selected is not None and stage.name not in self.selected:
+            print(f"{self.header(stage)}: not selected")
+            return None
         digest = fingerprint(stage)
-        if not force and record.get("status") == "done" and record.get("fingerprint") == digest \
+        if not self.force and record.get("status") == "done" and record.get("fingerprint") == digest \
                 and stage.output.exists():
-            print(f"{header}: unchanged, skipped ({record.get('seconds', 0):.0f} s last time)")
+            print(f"{self.header(stage)}: unchanged, skipped ({record.get('seconds', 0):.0f} s last time)")
             record["skipped"] = True
-            continue
-        print(f"\n{header} → {stage.output}", flush=True)
-        stage_config = folder / "stages" / f"{stage.name}.yaml"
+            return None
+        stage_config = self.folder / "stages" / f"{stage.name}.yaml"
         stage_config.write_text(yaml.safe_dump(stage.args, sort_keys=False), encoding="utf-8")
-        for out in _outputs(stage):
+        for out in outputs_of(stage):
             if stage.contract.output == "file":
                 out.parent.mkdir(parents=True, exist_ok=True)
         overwrite = bool(record) and stage.output.exists()  # ours: the state records it
-        start = time.perf_counter()
-        state["stages"][stage.name] = {"verb": stage.verb, "status": "running", "output": str(stage.output)}
-        write_json(folder / STATE_FILE, state)
-        try:
-            run_stage(stage, stage_config, overwrite)
-        except BaseException as e:
-            state["stages"][stage.name].update(status="failed", error=_one_line(e))
-            write_json(folder / STATE_FILE, state)
-            raise StageFailed(stage, e) from e
-        finally:
-            gc.collect()
-        seconds = time.perf_counter() - start
-        state["stages"][stage.name] = {"verb": stage.verb, "status": "done", "fingerprint": fingerprint(stage),
-                                       "seconds": round(seconds, 1), "finished_at": _now(),
-                                       "output": str(stage.output)}
+        self.state["stages"][stage.name] = {"verb": stage.verb, "status": "running", "output": str(stage.output)}
+        self.save()
+        return stage_argv(stage, stage_config, overwrite)
+
+    def done(self, stage: Stage, seconds: float) -> None:
         # the fingerprint is taken again after the run: inputs are unchanged, but it must match the next rerun's
-        write_json(folder / STATE_FILE, state)
-        print(f"{header}: done in {seconds:.0f} s", flush=True)
-    state["finished_at"] = _now()
-    write_json(folder / STATE_FILE, state)
-    return state
+        self.state["stages"][stage.name] = {"verb": stage.verb, "status": "done", "fingerprint": fingerprint(stage),
+                                            "seconds": round(seconds, 1), "finished_at": _now(),
+                                            "output": str(stage.output)}
+        self.save()
+        print(f"{self.header(stage)}: done in {seconds:.0f} s", flush=True)
+
+    def failed(self, stage: Stage, error: str) -> None:
+        self.state["stages"][stage.name].update(status="failed", error=error)
+        self.save()
+
+    def save(self) -> None:
+        from heal.data.io import write_json
+
+        write_json(self.folder / STATE_FILE, self.state)
+
+
+def execute(config_path: Path, folder: Path, stages: list[Stage], selected: set[str] | None, force: bool,
+            jobs: int = 1) -> dict:
+    """Run the stages: in order in this process, or (jobs > 1) side by side as child processes; returns the state. A
+    failing stage raises StageFailed after the state is saved."""
+    (folder / "stages").mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(config_path, folder, stages, selected, force)
+    if jobs > 1:
+        _execute_side_by_side(ledger, jobs)
+    else:
+        for stage in stages:
+            argv = ledger.begin(stage)
+            if argv is None:
+                continue
+            print(f"\n{ledger.header(stage)} → {stage.output}", flush=True)
+            start = time.perf_counter()
+            try:
+                run_stage(stage, argv)
+            except BaseException as e:
+                ledger.failed(stage, _one_line(e))
+                raise StageFailed(stage, e) from e
+            finally:
+                gc.collect()
+            ledger.done(stage, time.perf_counter() - start)
+    ledger.state["finished_at"] = _now()
+    ledger.save()
+    return ledger.state
+
+
+def _execute_side_by_side(ledger: Ledger, jobs: int) -> None:
+    """--jobs: each stage a child process logging to <run_dir>/logs/<stage>.log (heal.pipeline_jobs)."""
+    from heal.pipeline_jobs import last_lines, run_side_by_side
+
+    def begin(stage: Stage) -> tuple[list[str], Path] | None:
+        argv = ledger.begin(stage)
+        if argv is None:
+            return None
+        log = ledger.folder / "logs" / f"{stage.name}.log"
+        print(f"{ledger.header(stage)} → {stage.output}: started, log {log}", flush=True)
+        return stage_command(stage, argv), log
+
+    def end(stage: Stage, code: int | None, seconds: float, log: Path) -> None:
+        if code == 0:
+            ledger.done(stage, seconds)
+            return
+        ledger.failed(stage, "interrupted" if code is None else (last_lines(log, 1) or [f"exit code {code}"])[0][:300])
+        print(f"{ledger.header(stage)}: failed after {seconds:.0f} s, log {log}", flush=True)
+
+    failed = run_side_by_side(ledger.stages, jobs, begin, end)
+    if failed is not None:
+        print(f"\n--- the last lines of {failed.log} ---", *last_lines(failed.log, 20), sep="\n", file=sys.stderr)
+        error = ledger.state["stages"][failed.stage.name]["error"]
+        raise StageFailed(failed.stage, HealError(f"exit code {failed.process.returncode}, log {failed.log}: {error}"))
 
 
 class StageFailed(Exception):
@@ -387,8 +276,10 @@ def save_resolved(folder: Path, raw: dict, stages: list[Stage]) -> None:
 
 
 def run_pipeline(config_path: str | Path, run_dir: str | None = None, only: str | None = None, force: bool = False,
-                 report: bool = True, resume_hint: str | None = None) -> tuple[Path, dict]:
+                 report: bool = True, resume_hint: str | None = None, jobs: int = 1) -> tuple[Path, dict]:
     """Validate, run and report; the CLI's and quickstart's shared entry. Returns (run folder, state)."""
+    if jobs < 1:
+        raise HealError(f"--jobs {jobs}: must be at least 1 (1 runs the stages one after another in this process)")
     config_path = Path(config_path)
     folder, stages, raw = load(config_path, run_dir)
     selected = None
@@ -403,7 +294,7 @@ def run_pipeline(config_path: str | Path, run_dir: str | None = None, only: str 
     save_resolved(folder, raw, stages)
     hint = resume_hint or f"heal pipeline {config_path}" + (f" --run_dir {run_dir}" if run_dir else "")
     try:
-        state = execute(config_path, folder, stages, selected, force)
+        state = execute(config_path, folder, stages, selected, force, jobs)
     except StageFailed as failure:
         if report:
             _write_report(folder, stages, raw)
@@ -428,7 +319,7 @@ def _write_report(folder: Path, stages: list[Stage], raw: dict) -> None:
 
 
 def main(config: PipelineConfig) -> None:
-    folder, _ = run_pipeline(config.file, config.run_dir, config.stages, config.force, config.report)
+    folder, _ = run_pipeline(config.file, config.run_dir, config.stages, config.force, config.report, jobs=config.jobs)
     print(f"\nheal pipeline: run folder {folder}" + (f"; report {folder / 'report.html'}" if config.report else ""))
 
 

@@ -3,6 +3,7 @@
     heal quickstart                                   # → runs/quickstart (report.html, report.md, every stage)
     heal quickstart --output_dir /tmp/qs --force      # elsewhere; run every stage again
     heal quickstart --preset smollm2                  # the real model: base/SFT/RLHF/RLAIF/d-RLAIF/DPO (≈1 h, CPU)
+    heal quickstart --jobs 2                          # independent stages side by side (evals, red-teams)
 
 It is `heal pipeline` on the preset shipped with HEAL (heal/presets/quickstart.yaml, also
 experiments/configs/quickstart.yaml): synthetic PubMedQA-style items → SFT of heal-tiny → RLAIF labels → reward
@@ -23,6 +24,7 @@ from heal.config import make_parser as _make_parser
 
 PRESET = Path(__file__).parent / "presets" / "quickstart.yaml"
 PRESETS = {"tiny": PRESET, "smollm2": Path(__file__).parent / "presets" / "align_smollm2.yaml"}
+DEFAULT_JOBS = {"tiny": 1, "smollm2": 2}
 DEFAULT_OUTPUT = {"tiny": "runs/quickstart", "smollm2": "runs/align_smollm2"}
 
 
@@ -37,6 +39,11 @@ class QuickstartConfig:
     force: bool = field(default=False, metadata={"help": "Run every stage again, even when unchanged."})
     stages: str | None = field(default=None, metadata={
         "help": "Comma-separated stage names of the preset to run (default: all)."})
+    jobs: int | None = field(default=None, metadata={
+        "help": "Run up to N independent stages side by side, each as a child process with its own log "
+                "(<output_dir>/logs); as `heal pipeline --jobs`, which shares the cores and GPUs among them. "
+                "Default: 1 for tiny; 2 for smollm2, whose SFT, reward models, PPO runs and evaluations are long "
+                "enough that two one-thread stages do more work than one two-thread stage."})
 
 
 def make_parser():
@@ -48,7 +55,8 @@ def main(config: QuickstartConfig) -> None:
 
     output_dir = config.output_dir or DEFAULT_OUTPUT[config.preset]
     hint = f"heal quickstart --preset {config.preset} --output_dir {output_dir}"
-    folder, _ = run_pipeline(PRESETS[config.preset], output_dir, config.stages, config.force, resume_hint=hint)
+    folder, _ = run_pipeline(PRESETS[config.preset], output_dir, config.stages, config.force, resume_hint=hint,
+                             jobs=DEFAULT_JOBS[config.preset] if config.jobs is None else config.jobs)
     if config.preset == "smollm2":
         from heal.frontier import write
 
