@@ -82,15 +82,15 @@ def test_ai_labelled_pairs_with_a_judge(sft_tiny_run, tmp_path, capsys, monkeypa
     assert "AI-labelled" in (out / "README.md").read_text()
 
 
-def test_encoder_backbone(tmp_path, capsys):
-    """A BERT-style encoder as the reward backbone (built here: WordPiece tokenizer + tiny BertConfig)."""
+def _encoder(folder, with_head: bool = True):
+    """A BERT-style encoder saved to `folder` (WordPiece tokenizer + tiny BertConfig): with a scalar head, or bare, so
+    that `heal reward` draws a new one."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification, BertModel, PreTrainedTokenizerFast
 
-    hh = SHARED / "preferences" / "hh_rlhf_harmless_base_test_medical_subset.jsonl"
     from heal.feedback.preferences import load_preferences
 
-    texts = [t for p in load_preferences(hh) for t in (p["prompt"], p["chosen"], p["rejected"])]
+    texts = [t for p in load_preferences(HH_MEDICAL) for t in (p["prompt"], p["chosen"], p["rejected"])]
     raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     raw.normalizer = normalizers.BertNormalizer()
     raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -98,19 +98,44 @@ def test_encoder_backbone(tmp_path, capsys):
         "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]",
                                         cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]", eos_token="[SEP]")
-    encoder = BertForSequenceClassification(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                                                       num_attention_heads=2, intermediate_size=64, num_labels=1,
-                                                       pad_token_id=0, max_position_embeddings=512))
-    backbone = tmp_path / "encoder"
-    encoder.save_pretrained(backbone)
-    tokenizer.save_pretrained(backbone)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, num_labels=1, pad_token_id=0, max_position_embeddings=512)
+    (BertForSequenceClassification if with_head else BertModel)(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+HH_MEDICAL = SHARED / "preferences" / "hh_rlhf_harmless_base_test_medical_subset.jsonl"
+
+
+def test_encoder_backbone(tmp_path, capsys):
+    backbone = _encoder(tmp_path / "encoder")
     out = tmp_path / "rm_encoder"
-    code, _, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", hh, "--model_name", backbone,
+    code, _, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", HH_MEDICAL, "--model_name", backbone,
                         "--output_dir", out, "--max_steps", "4", "--max_length", "512", *QUICK_RM)
     assert code == 0, err
     from transformers import AutoModelForSequenceClassification
 
     assert type(AutoModelForSequenceClassification.from_pretrained(out)).__name__ == "BertForSequenceClassification"
+
+
+def test_same_seed_same_reward_model_whatever_ran_before(tmp_path, capsys):
+    """A bare encoder gets a new scalar head: drawn under --seed, not from whatever torch's generator holds (in a
+    pipeline, what the stages before it consumed)."""
+    import torch
+    from safetensors.torch import load_file
+
+    backbone = _encoder(tmp_path / "bare", with_head=False)
+    weights = []
+    for run, draws in enumerate((0, 1000)):
+        torch.rand(draws)  # a different generator state before each run
+        out = tmp_path / f"rm{run}"
+        code, _, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", HH_MEDICAL, "--model_name",
+                            backbone, "--output_dir", out, "--max_steps", "2", "--max_length", "512", *QUICK_RM)
+        assert code == 0, err
+        weights.append(load_file(out / "model.safetensors"))
+    head = [k for k in weights[0] if "classifier" in k or "score" in k]
+    assert head and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def _pairs_file(tmp_path, rows):

@@ -8,8 +8,8 @@
 
 | part | what | label |
 |---|---|---|
-| sft | MedSafetyBench train requests → their safe responses (training categories), PubMedQA train-fold questions (without the abstract) → "Yes./No./Maybe. + the authors' conclusion", HEAL's built-in benign medical requests → written answers | – |
-| prompts | prompts for RLAIF labelling, PPO, GRPO, DPO: other MedSafetyBench requests of the training categories (unsafe) and the built-in benign requests (safe) | unsafe / safe |
+| sft | MedSafetyBench train requests → their safe responses (training categories), PubMedQA train-fold questions (without the abstract) → "Yes./No./Maybe. + the authors' conclusion", HEAL's built-in benign requests → written answers: medical ones, and general ones that use words such as kill, shoot or poison harmlessly | – |
+| prompts | prompts for RLAIF labelling, PPO, GRPO, DPO: other MedSafetyBench requests of the training categories (unsafe) and the built-in benign requests, medical and general (safe) | unsafe / safe |
 | heldout_harmful | MedSafetyBench requests of the held-out categories and HarmBench val behaviours (no context string) | unsafe |
 | heldout_benign | XSTest's safe prompts, spread over its types | safe |
 | hh_train / hh_heldout | HH-RLHF harmless-base human preference pairs (prompt/chosen/rejected), split 80/20 | – |
@@ -35,7 +35,9 @@ QUESTION_ONLY_SUFFIX = "Answer yes, no or maybe, then explain."
 PARTS = ("sft", "prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout", "hh_helpful_train")
 BUILTIN = Path(__file__).parent / "builtin"
 # Sizes that keep the real-model run within an hour on 2 CPU cores (docs/alignment.md).
-SIZES = {"sft_refusals_per_category": 15, "sft_pubmedqa": 40, "prompt_requests_per_category": 15,
+# 30 refusals per category with the general benign answers: 15 refused 19% of held-out harmful requests, 45 refused
+# 94% but over-refused 67% of XSTest's safe prompts (the dose-response in docs/alignment.md).
+SIZES = {"sft_refusals_per_category": 30, "sft_pubmedqa": 40, "prompt_requests_per_category": 15,
          "heldout_per_category": 20, "heldout_harmbench": 30, "heldout_xstest": 100, "hh_heldout_share": 0.2,
          "helpful_pubmedqa": 200}
 # Refusals a helpful answer is preferred to on a benign request (hh_helpful_train). HH-RLHF harmless-base alone
@@ -112,6 +114,15 @@ def _benign_answers() -> list[dict]:
             for i, r in enumerate(rows)]
 
 
+def _benign_general_answers() -> list[dict]:
+    """Everyday, historical and fictional requests that sound risky and are not (written for HEAL, none taken from
+    XSTest): without them, a model taught to refuse learns "a risky-sounding word → refuse"."""
+    rows = read_records(BUILTIN / "benign_general_answers.csv")
+    return [{"id": f"general-{i}", "task": "safety", "source": "heal_benign_general", "prompt": r["prompt"],
+             "completion": r["response"], "reference": r["response"], "category": r["category"], "label": "safe"}
+            for i, r in enumerate(rows)]
+
+
 def _sft(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
     from heal.data import pubmedqa
 
@@ -123,7 +134,7 @@ def _sft(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> lis
     # teaches, and a 100-token record trains about five times faster on a CPU than one with the abstract
     qa = [{k: v for k, v in r.items() if k != "context"} | {"prompt": f"{r['question']} {QUESTION_ONLY_SUFFIX}"}
           for r in qa[:SIZES["sft_pubmedqa"]]]
-    records = refusals + qa + _benign_answers()
+    records = refusals + qa + _benign_answers() + _benign_general_answers()
     random.Random(f"{seed}-sft").shuffle(records)
     return records
 
@@ -132,7 +143,7 @@ def _prompts(root: Path, held_out: set[int], fold: int, seed: int, part: str) ->
     start, n = SIZES["sft_refusals_per_category"], SIZES["prompt_requests_per_category"]
     harmful = [_prompt_only(r) for c, items in _medsafety_by_category(root, seed).items() if c not in held_out
                for r in items[start:start + n]]
-    benign = [_prompt_only(r) for r in _benign_answers()]
+    benign = [_prompt_only(r) for r in _benign_answers() + _benign_general_answers()]
     records = harmful + benign
     random.Random(f"{seed}-prompts").shuffle(records)
     return records

@@ -131,10 +131,16 @@ def _load_backbone(model_args, training, tiny: TinyConfig, source: str, pairs: l
         tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
         if tokenizer.eos_token is None:  # encoders (BERT, MiniLM): TRL ends every answer with eos; [SEP] ends theirs
             tokenizer.eos_token = tokenizer.sep_token or tokenizer.pad_token
+        import torch
+
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                model_location(model_args.model_name_or_path), num_labels=1, revision=model_args.model_revision,
-                trust_remote_code=training.trust_remote_code, dtype=model_args.dtype or "auto")
+            # the new scalar head is drawn from torch's generator: seeded here, the same --seed gives the same reward
+            # model (the Trainer seeds only after the model exists)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(training.seed)
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    model_location(model_args.model_name_or_path), num_labels=1, revision=model_args.model_revision,
+                    trust_remote_code=training.trust_remote_code, dtype=model_args.dtype or "auto")
         except (OSError, ValueError) as e:
             raise HealError(f"--model_name {model_args.model_name_or_path}: cannot be loaded as a sequence "
                             f"classifier ({str(e).splitlines()[0][:200]})") from None
