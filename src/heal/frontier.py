@@ -30,8 +30,6 @@ def _stage_records(folder: Path) -> dict[str, dict]:
     return {name: rec for name, rec in stages.items() if isinstance(rec, dict)}
 
 
-def _stage_seconds(folder: Path) -> dict[str, float]:
-    return {name: float(rec.get("seconds", 0.0)) for name, rec in _stage_records(folder).items()}
 
 
 def wall_minutes(records: dict[str, dict]) -> float | None:
@@ -101,7 +99,8 @@ def _kl(folder: Path) -> float | None:
 def collect(folder: str | Path) -> dict:
     """Every number of the comparison, per policy, as plain JSON (None where a stage has not run)."""
     folder = Path(folder)
-    seconds = _stage_seconds(folder)
+    records = _stage_records(folder)
+    seconds = {name: float(rec.get("seconds", 0.0)) for name, rec in records.items()}
     policies = []
     for label, name, train_stage in POLICIES:
         red = folder / f"redteam_{name}" / "redteam.json"
@@ -121,7 +120,7 @@ def collect(folder: str | Path) -> dict:
             "eval_seconds": sum(seconds.get(f"{kind}_{name}", 0.0) for kind in ("eval", "redteam")) or None,
         })
     return {"policies": policies, "judges": _judges(folder), "stage_seconds": seconds,
-            "total_minutes": wall_minutes(_stage_records(folder)),
+            "total_minutes": wall_minutes(records),
             "stage_minutes_sum": round(sum(seconds.values()) / 60, 1) if seconds else None}
 
 

@@ -145,7 +145,7 @@ def _needs(stage: Stage, earlier: list[Stage]) -> tuple[str, ...]:
     `${run_dir}/data/x.jsonl` orders like `${x}`). Its settings must have their own names (validate renames them)."""
     reads = [Path(part) for key in stage.contract.path_fields if isinstance(stage.args.get(key), str)
              for part in _paths(stage.args[key])]
-    writers = {s.name for s in earlier for out in outputs_of(s) for p in reads if p == out or out in p.parents}
+    writers = {s.name for s in earlier for p in reads if _written_by(p, outputs_of(s))}
     return tuple(s.name for s in earlier if s.name in writers or s.name in stage.needs)
 
 
@@ -180,7 +180,12 @@ def _available(value: str, produced: list[Path], key: str, contract: VerbContrac
     target = Path(value)
     if target.exists():
         return True
-    return any(target == out or out in target.parents for out in produced)
+    return _written_by(target, produced)
+
+
+def _written_by(path: Path, outputs: list[Path]) -> bool:
+    """Whether `path` is one of `outputs` or lies inside one of them (a file in a stage's output folder)."""
+    return any(path == out or out in path.parents for out in outputs)
 
 
 def _looks_local(value: str) -> bool:
