@@ -79,6 +79,24 @@ def test_dpo_with_lora_on_a_preference_file(sft_tiny_run, reward_tiny_run, tmp_p
     assert "preference pairs from" in run_folder.read_run(out)["pairs"]
 
 
+def test_same_seed_same_lora_dpo_whatever_ran_before(sft_tiny_run, reward_tiny_run, tmp_path, capsys):
+    """TRL wraps the policy in LoRA adapters before its Trainer seeds: they are drawn under --seed, not from whatever
+    torch's generator holds (in a pipeline, what the stages before consumed)."""
+    import torch
+    from safetensors.torch import load_file
+
+    weights = []
+    for run, draws in enumerate((0, 1000)):
+        torch.rand(draws)  # a different generator state before each run
+        out = tmp_path / f"dpo{run}"
+        code, _, err = heal(capsys, "dpo", "--dataset_path", reward_tiny_run["pairs"], "--eval_split_size", "0",
+                            "--model_name", sft_tiny_run["dir"], "--output_dir", out, "--max_steps", "1",
+                            "--use_peft", "--lora_r", "4", "--lora_alpha", "8", *QUICK)
+        assert code == 0, err
+        weights.append(load_file(out / "model.safetensors"))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_dpo_presets_parse():
     from heal.dpo.train import make_parser
 
