@@ -30,8 +30,6 @@ def _stage_records(folder: Path) -> dict[str, dict]:
     return {name: rec for name, rec in stages.items() if isinstance(rec, dict)}
 
 
-
-
 def wall_minutes(records: dict[str, dict]) -> float | None:
     """Minutes during which at least one stage ran: the union of the stages' [finish − seconds, finish] intervals.
     With `--jobs N` stages overlap, so this is less than their sum; a pause between a failed run and its resume is

@@ -43,9 +43,10 @@ def load(path: str | Path, run_dir: str | None = None) -> tuple[Path, list[Stage
     path = Path(path)
     raw = read_yaml_mapping(path, "pipeline config", "a mapping with run_dir and stages")
     _unknown(path, "", raw, TOP_KEYS)
-    folder = Path(run_dir or raw.get("run_dir") or "")
-    if not str(run_dir or raw.get("run_dir") or "").strip():
+    run_dir = str(run_dir or raw.get("run_dir") or "")
+    if not run_dir.strip():
         raise HealError(f"{path}: run_dir is missing; name the run folder (e.g. run_dir: runs/my_run)")
+    folder = Path(run_dir)
     stages_raw = raw.get("stages")
     if not isinstance(stages_raw, dict) or not stages_raw:
         raise HealError(f"{path}: stages must be a non-empty mapping of stage name → {{verb, args}}")
@@ -53,7 +54,7 @@ def load(path: str | Path, run_dir: str | None = None) -> tuple[Path, list[Stage
     stages = []
     for name, spec in stages_raw.items():
         where = f"stages.{name}"
-        if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)) or name in ("run_dir", "builtin"):
+        if not re.fullmatch(r"[A-Za-z0-9_]+", str(name)) or name in _RESERVED:
             raise HealError(f"{path}: {where}: stage names are letters, digits and _ (and not run_dir or builtin)")
         spec = {} if spec is None else spec
         if not isinstance(spec, dict):
@@ -122,9 +123,9 @@ def validate(path: Path, stages: list[Stage], check_inputs: bool = True) -> None
         # the seed's aliases (model_name …) become the setting's own name, as a --config file needs
         stage.args = {dests[k]: v for k, v in stage.args.items()}
         stage.needs = _needs(stage, stages[:index])
+        own = outputs_of(stage)[1:]  # what this stage writes besides its output (a synthetic folds file)
         for key in stage.contract.path_fields:
             value = stage.args.get(key)
-            own = outputs_of(stage)[1:]  # what this stage writes besides its output (a synthetic folds file)
             if check_inputs and isinstance(value, str) and value and not _available(value, produced + own, key,
                                                                                      stage.contract):
                 raise HealError(f"{path}: stages.{stage.name}.args.{key}: {value} does not exist and no earlier stage "
@@ -145,7 +146,7 @@ def _needs(stage: Stage, earlier: list[Stage]) -> tuple[str, ...]:
     `${run_dir}/data/x.jsonl` orders like `${x}`). Its settings must have their own names (validate renames them)."""
     reads = [Path(part) for key in stage.contract.path_fields if isinstance(stage.args.get(key), str)
              for part in _paths(stage.args[key])]
-    writers = {s.name for s in earlier for p in reads if _written_by(p, outputs_of(s))}
+    writers = {s.name for s in earlier if any(_written_by(p, outputs_of(s)) for p in reads)}
     return tuple(s.name for s in earlier if s.name in writers or s.name in stage.needs)
 
 
