@@ -25,7 +25,8 @@ def test_held_out_parts_share_no_request_and_no_category_with_training(parts):
     train_prompts = {r["prompt"] for part in ("sft", "prompts") for r in parts[part]}
     held_out = parts["heldout_harmful"] + parts["heldout_benign"]
     assert not train_prompts & {r["prompt"] for r in held_out}
-    assert not {r["prompt"] for r in parts["sft"]} & {r["prompt"] for r in parts["prompts"] if r["label"] == "unsafe"}
+    assert not ({r["prompt"] for r in parts["sft"]}
+                & {r["prompt"] for r in parts["prompts"] if r["source"] == "medsafetybench"})
     trained = {r["category"] for part in ("sft", "prompts") for r in parts[part] if r["source"] == "medsafetybench"}
     tested = {r["category"] for r in parts["heldout_harmful"] if r["source"] == "medsafetybench"}
     assert trained == {1, 2, 3, 4, 5, 6} and tested == {7, 8, 9}
@@ -36,18 +37,47 @@ def test_held_out_parts_share_no_request_and_no_category_with_training(parts):
 
 def test_sft_part_mixes_refusals_pubmedqa_and_benign_answers(parts):
     sources = {r["source"] for r in parts["sft"]}
-    assert sources == {"medsafetybench", "pubmedqa", "heal_benign", "heal_benign_general"}
+    assert sources == {"medsafetybench", "pubmedqa", "heal_benign", "heal_benign_general", "heal_general_harmful"}
     per_category = {c: sum(r.get("category") == c for r in parts["sft"] if r["source"] == "medsafetybench")
                     for c in range(1, 7)}
     assert set(per_category.values()) == {alignment.SIZES["sft_refusals_per_category"]}
-    # the general benign requests are answered in SFT and asked again, as safe prompts, in RL
-    general = {r["prompt"] for r in parts["sft"] if r["source"] == "heal_benign_general"}
-    assert len(general) == 80 and general == {r["prompt"] for r in parts["prompts"] if r["source"] ==
-                                              "heal_benign_general" and r["label"] == "safe"}
+    # the written general requests are answered (benign) or declined (harmful) in SFT and asked again in RL
+    for source, label, n, size in (("heal_benign_general", "safe", 150, "prompt_general_benign"),
+                                   ("heal_general_harmful", "unsafe", 59, "prompt_general_harmful")):
+        written = {r["prompt"] for r in parts["sft"] if r["source"] == source}
+        asked = [r for r in parts["prompts"] if r["source"] == source]
+        assert len(written) == n and len(asked) == alignment.SIZES[size] and {r["prompt"] for r in asked} < written
+        assert {r["label"] for r in asked} == {label}
     assert all(r["prompt"].strip() and r["completion"].strip() for r in parts["sft"])
+    # HEAL's own grader reads every written answer as it is meant: a refusal of harm, an answer to the rest
+    from heal.redteam.outcomes import rule_outcome
+
+    meant = {"unsafe": "full_refusal", "safe": "full_compliance"}
+    assert all(rule_outcome(r["prompt"], r["completion"]).label == meant[r["label"]]
+               for r in parts["sft"] if r["source"].startswith("heal_"))
     dev = set(json.loads((SHARED / "pubmedqa" / "pqal_cv_folds.json").read_text())["folds"]["fold0"]["dev"])
     trained = {r["id"] for r in parts["sft"] if r["source"] == "pubmedqa"}
     assert len(dev) == 50 and len(trained) == 40 and not dev & trained  # fold 0's dev part is what eval reads
+
+
+def test_written_requests_are_not_near_copies_of_the_test_suites():
+    """HEAL's written requests (benign medical and general, harmful general) must not be XSTest or HarmBench prompts
+    in other words: the over-refusal and attack-success rates are measured on those suites."""
+    import re
+
+    def words(text):
+        return set(re.findall(r"[a-z']+", text.lower())) - {"the", "a", "an", "i", "my", "do", "how", "to", "is",
+                                                              "what", "of", "in", "can", "for", "why", "you", "me"}
+
+    suites = [r["prompt"] for r in io.read_records(SHARED / alignment.FILES["xstest"])]
+    suites += [r["Behavior"] for r in io.read_records(SHARED / alignment.FILES["harmbench"])]
+    suites = [words(p) for p in suites]
+    written = alignment._benign_answers() + alignment._benign_general_answers() + alignment._general_harmful_refusals()
+    assert len({r["prompt"] for r in written}) == len(written)
+    for record in written:
+        mine = words(record["prompt"])
+        closest = max(len(mine & theirs) / len(mine | theirs) for theirs in suites)
+        assert closest < 0.6, record["prompt"]
 
 
 def test_hh_rlhf_split_is_disjoint_and_covers_the_file(parts):
@@ -89,7 +119,7 @@ def test_prep_alignment_cli_and_bad_input(tmp_path, capsys):
                              "--heldout_categories", "8,9", "--output_path", out)
     assert code == 0, err
     records = io.read_records(out)
-    assert {r["category"] for r in records if r["label"] == "unsafe"} == {1, 2, 3, 4, 5, 6, 7}
+    assert {r["category"] for r in records if r["source"] == "medsafetybench"} == {1, 2, 3, 4, 5, 6, 7}
     code, _, err = heal(capsys, "prep", "--dataset", "alignment", "--input_path", SHARED, "--records", "prompts",
                         "--heldout_categories", "0,12", "--output_path", tmp_path / "x.jsonl")
     assert_one_line_error(code, err, "--heldout_categories")

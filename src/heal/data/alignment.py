@@ -8,8 +8,8 @@
 
 | part | what | label |
 |---|---|---|
-| sft | MedSafetyBench train requests → their safe responses (training categories), PubMedQA train-fold questions (without the abstract) → "Yes./No./Maybe. + the authors' conclusion", HEAL's built-in benign requests → written answers: medical ones, and general ones that use words such as kill, shoot or poison harmlessly | – |
-| prompts | prompts for RLAIF labelling, PPO, GRPO, DPO: other MedSafetyBench requests of the training categories (unsafe) and the built-in benign requests, medical and general (safe) | unsafe / safe |
+| sft | MedSafetyBench train requests → their safe responses (training categories), PubMedQA train-fold questions (without the abstract) → "Yes./No./Maybe. + the authors' conclusion", HEAL's built-in benign requests → written answers: medical ones, and general ones that use words such as kill, shoot or poison harmlessly; HEAL's built-in harmful general requests (weapons, fraud, intrusion, harassment, …) → written refusals | – |
+| prompts | prompts for RLAIF labelling, PPO, GRPO, DPO: other MedSafetyBench requests of the training categories and a seeded share of the built-in harmful general requests (unsafe), the built-in benign medical requests and a seeded share of the general ones (safe) | unsafe / safe |
 | heldout_harmful | MedSafetyBench requests of the held-out categories and HarmBench val behaviours (no context string) | unsafe |
 | heldout_benign | XSTest's safe prompts, spread over its types | safe |
 | hh_train / hh_heldout | HH-RLHF harmless-base human preference pairs (prompt/chosen/rejected), split 80/20 | – |
@@ -34,12 +34,12 @@ from heal.errors import HealError
 QUESTION_ONLY_SUFFIX = "Answer yes, no or maybe, then explain."
 PARTS = ("sft", "prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout", "hh_helpful_train")
 BUILTIN = Path(__file__).parent / "builtin"
-# Sizes that keep the real-model run within an hour on 2 CPU cores (docs/alignment.md).
-# 30 refusals per category with the general benign answers: 15 refused 19% of held-out harmful requests, 45 refused
-# 94% but over-refused 67% of XSTest's safe prompts (the dose-response in docs/alignment.md).
-SIZES = {"sft_refusals_per_category": 30, "sft_pubmedqa": 40, "prompt_requests_per_category": 15,
+# Sizes that keep the real-model run within an hour on 2 CPU cores (docs/alignment.md). 20 MedSafetyBench refusals
+# per category beside the written general requests were chosen on a development split disjoint from the held-out
+# prompts (experiments/alignment_smollm2/sft_dev): the best balance of refusal and over-refusal of the variants tried.
+SIZES = {"sft_refusals_per_category": 20, "sft_pubmedqa": 40, "prompt_requests_per_category": 15,
          "heldout_per_category": 20, "heldout_harmbench": 30, "heldout_xstest": 100, "hh_heldout_share": 0.2,
-         "helpful_pubmedqa": 200}
+         "helpful_pubmedqa": 200, "prompt_general_harmful": 30, "prompt_general_benign": 60}
 # Refusals a helpful answer is preferred to on a benign request (hh_helpful_train). HH-RLHF harmless-base alone
 # teaches that declining is good whatever was asked: RLHF on it over-refused 48% of XSTest's safe prompts
 # (docs/alignment.md). {topic} is the request's first words.
@@ -123,6 +123,16 @@ def _benign_general_answers() -> list[dict]:
             for i, r in enumerate(rows)]
 
 
+def _general_harmful_refusals() -> list[dict]:
+    """Harmful requests outside medicine (weapons, fraud, intrusion, harassment, …) with refusals written for HEAL,
+    none taken from HarmBench or XSTest: MedSafetyBench alone taught refusal of medical harm only (the SFT model
+    refused 14 of 30 HarmBench behaviours against 52 of 60 held-out MedSafetyBench requests)."""
+    rows = read_records(BUILTIN / "general_harmful_refusals.csv")
+    return [{"id": f"harmful-{i}", "task": "safety", "source": "heal_general_harmful", "prompt": r["prompt"],
+             "completion": r["response"], "reference": r["response"], "category": r["category"], "label": "unsafe"}
+            for i, r in enumerate(rows)]
+
+
 def _sft(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
     from heal.data import pubmedqa
 
@@ -134,7 +144,7 @@ def _sft(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> lis
     # teaches, and a 100-token record trains about five times faster on a CPU than one with the abstract
     qa = [{k: v for k, v in r.items() if k != "context"} | {"prompt": f"{r['question']} {QUESTION_ONLY_SUFFIX}"}
           for r in qa[:SIZES["sft_pubmedqa"]]]
-    records = refusals + qa + _benign_answers() + _benign_general_answers()
+    records = refusals + qa + _benign_answers() + _benign_general_answers() + _general_harmful_refusals()
     random.Random(f"{seed}-sft").shuffle(records)
     return records
 
@@ -143,10 +153,18 @@ def _prompts(root: Path, held_out: set[int], fold: int, seed: int, part: str) ->
     start, n = SIZES["sft_refusals_per_category"], SIZES["prompt_requests_per_category"]
     harmful = [_prompt_only(r) for c, items in _medsafety_by_category(root, seed).items() if c not in held_out
                for r in items[start:start + n]]
-    benign = [_prompt_only(r) for r in _benign_answers() + _benign_general_answers()]
+    # a seeded share of the written general requests (all of them would lengthen labelling and PPO past the hour)
+    harmful += _seeded_share(_general_harmful_refusals(), "prompt_general_harmful", seed)
+    benign = [_prompt_only(r) for r in _benign_answers()]
+    benign += _seeded_share(_benign_general_answers(), "prompt_general_benign", seed)
     records = harmful + benign
     random.Random(f"{seed}-prompts").shuffle(records)
     return records
+
+
+def _seeded_share(records: list[dict], size: str, seed: int) -> list[dict]:
+    random.Random(f"{seed}-{size}").shuffle(records)
+    return [_prompt_only(r) for r in records[:SIZES[size]]]
 
 
 def _prompt_only(record: dict) -> dict:
