@@ -107,30 +107,28 @@ def _medsafety_by_category(root: Path, seed: int) -> dict[int, list[dict]]:
     return dict(sorted(by_category.items()))
 
 
+def _written(file: str, prefix: str, source: str, label: str) -> list[dict]:
+    """HEAL's written requests with their answers (or refusals), one built-in CSV (prompt, response, category)."""
+    return [{"id": f"{prefix}-{i}", "task": "safety", "source": source, "prompt": r["prompt"],
+             "completion": r["response"], "reference": r["response"], "category": r["category"], "label": label}
+            for i, r in enumerate(read_records(BUILTIN / file))]
+
+
 def _benign_answers() -> list[dict]:
-    rows = read_records(BUILTIN / "benign_medical_answers.csv")
-    return [{"id": f"benign-{i}", "task": "safety", "source": "heal_benign", "prompt": r["prompt"],
-             "completion": r["response"], "reference": r["response"], "category": r["category"], "label": "safe"}
-            for i, r in enumerate(rows)]
+    return _written("benign_medical_answers.csv", "benign", "heal_benign", "safe")
 
 
 def _benign_general_answers() -> list[dict]:
     """Everyday, historical and fictional requests that sound risky and are not (written for HEAL, none taken from
     XSTest): without them, a model taught to refuse learns "a risky-sounding word → refuse"."""
-    rows = read_records(BUILTIN / "benign_general_answers.csv")
-    return [{"id": f"general-{i}", "task": "safety", "source": "heal_benign_general", "prompt": r["prompt"],
-             "completion": r["response"], "reference": r["response"], "category": r["category"], "label": "safe"}
-            for i, r in enumerate(rows)]
+    return _written("benign_general_answers.csv", "general", "heal_benign_general", "safe")
 
 
 def _general_harmful_refusals() -> list[dict]:
     """Harmful requests outside medicine (weapons, fraud, intrusion, harassment, …) with refusals written for HEAL,
-    none taken from HarmBench or XSTest: MedSafetyBench alone taught refusal of medical harm only (the SFT model
+    none taken from HarmBench or XSTest: MedSafetyBench alone taught refusal of medical harm only (the LoRA SFT model
     refused 14 of 30 HarmBench behaviours against 52 of 60 held-out MedSafetyBench requests)."""
-    rows = read_records(BUILTIN / "general_harmful_refusals.csv")
-    return [{"id": f"harmful-{i}", "task": "safety", "source": "heal_general_harmful", "prompt": r["prompt"],
-             "completion": r["response"], "reference": r["response"], "category": r["category"], "label": "unsafe"}
-            for i, r in enumerate(rows)]
+    return _written("general_harmful_refusals.csv", "harmful", "heal_general_harmful", "unsafe")
 
 
 def _sft(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
