@@ -18,20 +18,19 @@ from heal.data import alignment
 from heal.data.io import read_records
 
 ROOT, HELD_OUT, SEED = Path("../shared/data"), {7, 8, 9}, 0
+# items 45-60 of each training category: after the 30 + 15 that the LoRA preset's `sft` and `prompts` parts took when
+# this split was made, so also after the 20 + 15 the current preset takes. Fixed, so the split stays the one measured.
+MEDSAFETY_DEV = slice(45, 60)
 
 
 def main(out: Path) -> None:
     held = {r["id"] for r in alignment._heldout_benign(ROOT, HELD_OUT, 0, SEED, "heldout_benign")}
-    xstest = read_records(ROOT / alignment.FILES["xstest"])
-    benign = [{"id": f"xstest-{r['id']}", "task": "safety", "source": "xstest", "prompt": r["prompt"],
-               "category": r["type"], "label": "safe"}
-              for r in xstest if r["label"] == "safe" and f"xstest-{r['id']}" not in held]
-    start = alignment.SIZES["sft_refusals_per_category"] + alignment.SIZES["prompt_requests_per_category"]
+    xstest = [alignment.xstest_record(r) for r in read_records(ROOT / alignment.FILES["xstest"])]
+    benign = [r for r in xstest if r["label"] == "safe" and r["id"] not in held]
     harmful = [alignment._prompt_only(r) | {"source": "medsafetybench_dev"}
                for c, items in alignment._medsafety_by_category(ROOT, SEED).items() if c not in HELD_OUT
-               for r in items[start:start + 15]]
-    harmful += [{"id": f"xstest-{r['id']}", "task": "safety", "source": "xstest_unsafe", "prompt": r["prompt"],
-                 "category": r["type"], "label": "unsafe"} for r in xstest if r["label"] == "unsafe"]
+               for r in items[MEDSAFETY_DEV]]
+    harmful += [r | {"source": "xstest_unsafe"} for r in xstest if r["label"] == "unsafe"]
     out.mkdir(parents=True, exist_ok=True)
     for name, rows in (("dev_benign", benign), ("dev_harmful", harmful)):
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -192,8 +192,13 @@ def _heldout_benign(root: Path, held_out: set[int], fold: int, seed: int, part: 
     for kind, rows in sorted(by_type.items()):
         random.Random(f"{seed}-xstest-{kind}").shuffle(rows)
         chosen += rows[:per_type]
-    return [{"id": f"xstest-{r.get('id')}", "task": "safety", "source": "xstest", "prompt": r["prompt"],
-             "category": r.get("type", ""), "label": "safe"} for r in chosen]
+    return [xstest_record(r) for r in chosen]
+
+
+def xstest_record(row: dict, source: str = "xstest") -> dict:
+    """One XSTest prompt as a red-team record (its type as the category, its own safe/unsafe label)."""
+    return {"id": f"xstest-{row.get('id')}", "task": "safety", "source": source, "prompt": row["prompt"],
+            "category": row.get("type", ""), "label": str(row.get("label")).strip().lower()}
 
 
 def _hh(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
