@@ -41,17 +41,13 @@ def test_sft_part_mixes_refusals_pubmedqa_and_benign_answers(parts):
     per_category = {c: sum(r.get("category") == c for r in parts["sft"] if r["source"] == "medsafetybench")
                     for c in range(1, 7)}
     assert set(per_category.values()) == {alignment.SIZES["sft_refusals_per_category"]}
-    # the written harmful general requests are declined in SFT and a share is asked again in RL; the written benign
-    # general requests RL asks are new to the policy (SFT answered others), so PPO has over-refusals to correct
-    written = {r["prompt"] for r in parts["sft"] if r["source"] == "heal_general_harmful"}
-    asked = [r for r in parts["prompts"] if r["source"] == "heal_general_harmful"]
-    assert len(written) == 59 and len(asked) == alignment.SIZES["prompt_general_harmful"]
-    assert {r["prompt"] for r in asked} < written and {r["label"] for r in asked} == {"unsafe"}
-    answered = {r["prompt"] for r in parts["sft"] if r["source"] == "heal_benign_general"}
-    rl_only = [r for r in parts["prompts"] if r["source"] == "heal_benign_general_rl"]
-    assert len(answered) == 150 and len(rl_only) == 90 and {r["label"] for r in rl_only} == {"safe"}
-    assert not answered & {r["prompt"] for r in rl_only}
-    assert not any(r["source"] == "heal_benign_general" for r in parts["prompts"])
+    # the written general requests are answered (benign) or declined (harmful) in SFT and asked again in RL
+    for source, label, n, size in (("heal_benign_general", "safe", 150, "prompt_general_benign"),
+                                   ("heal_general_harmful", "unsafe", 59, "prompt_general_harmful")):
+        written = {r["prompt"] for r in parts["sft"] if r["source"] == source}
+        asked = [r for r in parts["prompts"] if r["source"] == source]
+        assert len(written) == n and len(asked) == alignment.SIZES[size] and {r["prompt"] for r in asked} < written
+        assert {r["label"] for r in asked} == {label}
     assert all(r["prompt"].strip() and r["completion"].strip() for r in parts["sft"])
     # HEAL's own grader reads every written answer as it is meant: a refusal of harm, an answer to the rest
     from heal.redteam.outcomes import rule_outcome
@@ -77,7 +73,6 @@ def test_written_requests_are_not_near_copies_of_the_test_suites():
     suites += [r["Behavior"] for r in io.read_records(SHARED / alignment.FILES["harmbench"])]
     suites = [words(p) for p in suites]
     written = alignment._benign_answers() + alignment._benign_general_answers() + alignment._general_harmful_refusals()
-    written += alignment._benign_general_prompts()
     assert len({r["prompt"] for r in written}) == len(written)
     for record in written:
         mine = words(record["prompt"])

@@ -9,7 +9,7 @@
 | part | what | label |
 |---|---|---|
 | sft | MedSafetyBench train requests → their safe responses (training categories), PubMedQA train-fold questions (without the abstract) → "Yes./No./Maybe. + the authors' conclusion", HEAL's built-in benign requests → written answers: medical ones, and general ones that use words such as kill, shoot or poison harmlessly; HEAL's built-in harmful general requests (weapons, fraud, intrusion, harassment, …) → written refusals | – |
-| prompts | prompts for RLAIF labelling, PPO, GRPO, DPO: other MedSafetyBench requests of the training categories and a seeded share of the built-in harmful general requests (unsafe), the built-in benign medical requests and HEAL's RL-only general requests that sound risky (safe; never answered in SFT) | unsafe / safe |
+| prompts | prompts for RLAIF labelling, PPO, GRPO, DPO: other MedSafetyBench requests of the training categories and a seeded share of the built-in harmful general requests (unsafe), the built-in benign medical requests and a seeded share of the general ones (safe) | unsafe / safe |
 | heldout_harmful | MedSafetyBench requests of the held-out categories and HarmBench val behaviours (no context string) | unsafe |
 | heldout_benign | XSTest's safe prompts, spread over its types | safe |
 | hh_train / hh_heldout | HH-RLHF harmless-base human preference pairs (prompt/chosen/rejected), split 80/20 | – |
@@ -39,7 +39,7 @@ BUILTIN = Path(__file__).parent / "builtin"
 # prompts (experiments/alignment_smollm2/sft_dev): the best balance of refusal and over-refusal of the variants tried.
 SIZES = {"sft_refusals_per_category": 20, "sft_pubmedqa": 40, "prompt_requests_per_category": 15,
          "heldout_per_category": 20, "heldout_harmbench": 30, "heldout_xstest": 100, "hh_heldout_share": 0.2,
-         "helpful_pubmedqa": 200, "prompt_general_harmful": 30}
+         "helpful_pubmedqa": 200, "prompt_general_harmful": 30, "prompt_general_benign": 60}
 # Refusals a helpful answer is preferred to on a benign request (hh_helpful_train). HH-RLHF harmless-base alone
 # teaches that declining is good whatever was asked: RLHF on it over-refused 48% of XSTest's safe prompts
 # (docs/alignment.md). {topic} is the request's first words.
@@ -131,16 +131,6 @@ def _general_harmful_refusals() -> list[dict]:
     return _written("general_harmful_refusals.csv", "harmful", "heal_general_harmful", "unsafe")
 
 
-def _benign_general_prompts() -> list[dict]:
-    """Requests that sound risky and are not, written for HEAL like the general answers above but never answered in
-    SFT: RL prompts only. PPO can only learn to answer what SFT over-refuses from prompts SFT has not already been
-    taught to answer (the earlier RL prompts came from the SFT answers, so the SFT policy answered them all and the
-    over-optimisation monitor had nothing to improve on)."""
-    return [{"id": f"rl-general-{i}", "task": "safety", "source": "heal_benign_general_rl", "prompt": r["prompt"],
-             "category": r["category"], "label": "safe"}
-            for i, r in enumerate(read_records(BUILTIN / "benign_general_prompts.csv"))]
-
-
 def _sft(root: Path, held_out: set[int], fold: int, seed: int, part: str) -> list[dict]:
     from heal.data import pubmedqa
 
@@ -163,7 +153,8 @@ def _prompts(root: Path, held_out: set[int], fold: int, seed: int, part: str) ->
                for r in items[start:start + n]]
     # a seeded share of the written general requests (all of them would lengthen labelling and PPO past the hour)
     harmful += _seeded_share(_general_harmful_refusals(), "prompt_general_harmful", seed)
-    benign = [_prompt_only(r) for r in _benign_answers()] + _benign_general_prompts()
+    benign = [_prompt_only(r) for r in _benign_answers()]
+    benign += _seeded_share(_benign_general_answers(), "prompt_general_benign", seed)
     records = harmful + benign
     random.Random(f"{seed}-prompts").shuffle(records)
     return records
