@@ -29,8 +29,9 @@ PARTS = {"open": lambda r: split_answer(r["response"])[0], "full": lambda r: r["
 
 
 def agreement(gold, pred) -> str:
-    binary = np.mean([(g == "full_compliance") == (p == "full_compliance") for g, p in zip(gold, pred)])
-    return f"{binary:.3f}/{np.mean([g == p for g, p in zip(gold, pred)]):.3f}"
+    """binary/3-way, as benchmarks/judge_agreement.py scores a grader."""
+    score = judge_agreement.scores(gold, list(pred))
+    return f"{score['binary']:.3f}/{score['three_way']:.3f}"
 
 
 def predict(train_rows, train_x, test_rows, test_x, parts: str, w: float):
