@@ -42,7 +42,7 @@ def test_sft_part_mixes_refusals_pubmedqa_and_benign_answers(parts):
                     for c in range(1, 7)}
     assert set(per_category.values()) == {alignment.SIZES["sft_refusals_per_category"]}
     # the written general requests are answered (benign) or declined (harmful) in SFT and asked again in RL
-    for source, label, n, size in (("heal_benign_general", "safe", 150, "prompt_general_benign"),
+    for source, label, n, size in (("heal_benign_general", "safe", 240, "prompt_general_benign"),
                                    ("heal_general_harmful", "unsafe", 59, "prompt_general_harmful")):
         written = {r["prompt"] for r in parts["sft"] if r["source"] == source}
         asked = [r for r in parts["prompts"] if r["source"] == source]

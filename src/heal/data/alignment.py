@@ -34,10 +34,10 @@ from heal.errors import HealError
 QUESTION_ONLY_SUFFIX = "Answer yes, no or maybe, then explain."
 PARTS = ("sft", "prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout", "hh_helpful_train")
 BUILTIN = Path(__file__).parent / "builtin"
-# Sizes that keep the real-model run within an hour on 2 CPU cores (docs/alignment.md). 20 MedSafetyBench refusals
-# per category beside the written general requests were chosen on a development split disjoint from the held-out
+# Sizes that keep the real-model run within an hour on 2 CPU cores (docs/alignment.md). 15 MedSafetyBench refusals
+# per category beside the 240 written general answers were chosen on a development split disjoint from the held-out
 # prompts (experiments/alignment_smollm2/sft_dev): the best balance of refusal and over-refusal of the variants tried.
-SIZES = {"sft_refusals_per_category": 20, "sft_pubmedqa": 40, "prompt_requests_per_category": 15,
+SIZES = {"sft_refusals_per_category": 15, "sft_pubmedqa": 40, "prompt_requests_per_category": 15,
          "heldout_per_category": 20, "heldout_harmbench": 30, "heldout_xstest": 100, "hh_heldout_share": 0.2,
          "helpful_pubmedqa": 200, "prompt_general_harmful": 30, "prompt_general_benign": 60}
 # Refusals a helpful answer is preferred to on a benign request (hh_helpful_train). HH-RLHF harmless-base alone
