@@ -191,6 +191,20 @@ def test_comparison_table_reads_each_stage_and_checks_the_targets(tmp_path):
     assert json.loads((tmp_path / "frontier.json").read_text())["policies"][2]["policy"] == "RLHF"
 
 
+def test_frontier_plot_gives_near_policies_labels_on_separate_lines(tmp_path, monkeypatch):
+    from heal.models import run_folder
+
+    figures = []
+    monkeypatch.setattr(run_folder, "save_figure", lambda fig, path, dpi: figures.append(fig) or path)
+    #                base  SFT   RLHF  RLAIF d-RLAIF DPO: SFT = RLHF share a point, RLAIF and DPO sit just beside it
+    _fake_run(tmp_path, [0.0, 1.0, 1.0, 1.0, 0.5, 1.0], [0.0, 0.23, 0.23, 0.28, 0.5, 0.24], [5, 6, 6, 5, 6, 6])
+    frontier.plot(frontier.collect(tmp_path), tmp_path / "frontier.png")
+    labels = {t.get_text(): t for t in figures[0].axes[0].texts}
+    assert set(labels) == {"base (0.50)", "SFT (0.60) = RLHF (0.60)", "RLAIF (0.50)", "d-RLAIF (0.60)", "DPO (0.60)"}
+    near = [labels[k].xyann[1] for k in ("SFT (0.60) = RLHF (0.60)", "DPO (0.60)", "RLAIF (0.50)")]
+    assert len(set(near)) == 3  # one line each, none overprinting another
+
+
 def test_comparison_reports_the_judges_agreement_with_humans(tmp_path):
     _fake_run(tmp_path, [0.1] * 6, [0.0] * 6, [5] * 6)
     (tmp_path / "data").mkdir()

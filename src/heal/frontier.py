@@ -241,8 +241,15 @@ def plot(data: dict, path: str | Path) -> Path:
         acc = p["pubmedqa"].get("generate", {}).get("value")
         labels.setdefault((round(x, 4), round(y, 4)), []).append(
             p["policy"] + ("" if acc is None else f" ({acc:.2f})"))
-    for i, ((x, y), names) in enumerate(sorted(labels.items())):  # alternate above / below: near points stay legible
-        ax.annotate(" = ".join(names), (x, y), textcoords="offset points", xytext=(6, 6 if i % 2 else -12), fontsize=8)
+    placed: list[tuple[float, float, int]] = []  # (x, y, vertical offset in points) of the labels drawn so far
+    for (x, y), names in sorted(labels.items()):
+        # near points (within a label's width, about 0.3 of the axis) take the next free line, below the point first
+        # when it sits near the top of the plot, so that labels of policies close together never overprint
+        slots = (-12, -24, -36, -48, 6, 18) if y > 0.85 else (6, -12, 18, -24, 30, -36)
+        taken = {dy for px, py, dy in placed if abs(px - x) < 0.3 and abs(py - y) < 0.05}
+        dy = next((slot for slot in slots if slot not in taken), slots[-1])
+        placed.append((x, y, dy))
+        ax.annotate(" = ".join(names), (x, y), textcoords="offset points", xytext=(6, dy), fontsize=8)
     ax.axhline(TARGETS["refusal"], color="grey", linestyle=":", linewidth=1)
     ax.axvline(TARGETS["over_refusal"], color="grey", linestyle=":", linewidth=1)
     ax.set_xlim(-0.03, 1.03)
