@@ -54,6 +54,21 @@ def test_batched_generation_equals_one_prompt_at_a_time(backend, prompts):
     assert all(g.completion_tokens <= 6 and g.finish_reason in ("stop", "length") for g in batched)
 
 
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_generation_and_scoring_from_one_pass_equal_the_two_apart(backend, prompts, batch_size):
+    choices = list(CHOICES.values()) + ["Yes, it does."]  # choices of 1 to several tokens
+    backend.batch_size = batch_size
+    try:
+        outs, scores = backend.generate_and_score(prompts, choices, max_new_tokens=6)
+        apart = backend.generate(prompts, max_new_tokens=6)
+    finally:
+        backend.batch_size = 4
+    assert [(g.text, g.completion_tokens, g.finish_reason) for g in outs] == \
+        [(g.text, g.completion_tokens, g.finish_reason) for g in apart]
+    for text, row in zip(prompts, scores):
+        assert row == pytest.approx([backend.score_full(text, c) for c in choices], abs=1e-3)
+
+
 def _read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -6,7 +6,9 @@
   completion) is most likely after the prompt, as lm-evaluation-harness scores multiple choice. Needs no parsing and
   one forward pass per item.
 
-Both use the prompt rendered by heal.models.prompting, as SFT trained on it.
+Both use the prompt rendered by heal.models.prompting, as SFT trained on it. When both run on the HF backend, they
+share one pass over each prompt (HFBackend.generate_and_score): the prompt is most of the cost, as PubMedQA's abstracts
+run to hundreds of tokens.
 """
 
 from __future__ import annotations
@@ -34,6 +36,20 @@ def predict(backend, prompts: list[str], mode: str, max_new_tokens: int, tempera
     return preds, [{"loglikelihood": dict(zip(LABELS, [round(s, 4) for s in row]))} for row in scores]
 
 
+def predict_both(backend, prompts: list[str], max_new_tokens: int, temperature: float = 0.0,
+                 top_p: float = 1.0) -> dict[str, tuple[list[str | None], list[dict]]]:
+    """`predict` for both modes from one pass over each prompt (HFBackend.generate_and_score)."""
+    texts = [backend.render(p) for p in prompts]
+    outs, scores = backend.generate_and_score(texts, list(CHOICES.values()), max_new_tokens, temperature, top_p,
+                                              desc="generate + loglikelihood")
+    return {
+        "generate": ([parse_decision(o.text) for o in outs],
+                     [{"generation": o.text, "finish_reason": o.finish_reason} for o in outs]),
+        "loglikelihood": ([metrics.argmax_label(dict(zip(LABELS, row))) for row in scores],
+                          [{"loglikelihood": dict(zip(LABELS, [round(s, 4) for s in row]))} for row in scores]),
+    }
+
+
 def score(gold: list[str], preds: list[str | None], prefix: str) -> dict:
     """Flat metrics for one set of predictions, keys under `prefix` (e.g. 'pubmedqa/generate')."""
     return {
@@ -52,8 +68,11 @@ def evaluate(backend, records: list[dict], modes: list[str], max_new_tokens: int
     prompts = [r["prompt"] for r in records]
     result = {"metrics": {}, "per_class": {}, "confusion": {}, "predictions": {}}
     items = [{"id": r.get("id", i), "label": g} for i, (r, g) in enumerate(zip(records, gold))]
+    both = {"generate", "loglikelihood"} <= set(modes) and hasattr(backend, "generate_and_score")
+    shared = predict_both(backend, prompts, max_new_tokens, temperature, top_p) if both else {}
     for mode in modes:
-        preds, details = predict(backend, prompts, mode, max_new_tokens, temperature, top_p, desc=mode)
+        preds, details = shared.get(mode) or predict(backend, prompts, mode, max_new_tokens, temperature, top_p,
+                                                      desc=mode)
         result["metrics"].update(score(gold, preds, key("pubmedqa", mode)))
         result["per_class"][mode] = metrics.per_class(gold, preds, LABELS)
         result["confusion"][mode] = metrics.confusion(gold, preds, LABELS)
