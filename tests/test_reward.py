@@ -119,6 +119,32 @@ def test_encoder_backbone(tmp_path, capsys):
     assert type(AutoModelForSequenceClassification.from_pretrained(out)).__name__ == "BertForSequenceClassification"
 
 
+def test_group_by_length_batches_pairs_of_similar_length(tmp_path, capsys, monkeypatch):
+    """--train_sampling_strategy group_by_length (transformers' LengthGroupedSampler) needs a length per pair, which
+    TRL's reward datasets lack: HEAL adds the longer answer's. Within a megabatch the batches then come longest first."""
+    from trl.trainer import reward_trainer
+
+    widths = []
+    collate = reward_trainer.DataCollatorForPreference.torch_call
+
+    def recording(self, examples):
+        batch = collate(self, examples)
+        widths.append(batch["input_ids"].shape[1])
+        return batch
+
+    monkeypatch.setattr(reward_trainer.DataCollatorForPreference, "torch_call", recording)
+    backbone = _encoder(tmp_path / "encoder")
+    code, _, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", HH_MEDICAL, "--model_name", backbone,
+                        "--output_dir", tmp_path / "rm", "--max_steps", "6", "--max_length", "512",
+                        "--per_device_train_batch_size", "4", "--eval_split_size", "0",
+                        "--train_sampling_strategy", "group_by_length", *QUICK_FLAGS, "--save_steps", "1000")
+    assert code == 0, err
+    # 102 pairs in batches of 4: megabatches of 6 batches, each sorted longest first; the very first batch also
+    # takes the longest pair of all (transformers' get_length_grouped_indices)
+    assert len(widths) >= 6 and widths[0] == max(widths)
+    assert widths[1:5] == sorted(widths[1:5], reverse=True) and len(set(widths[1:5])) > 1
+
+
 def test_same_seed_same_reward_model_whatever_ran_before(tmp_path, capsys):
     """A bare encoder gets a new scalar head: drawn under --seed, not from whatever torch's generator holds (in a
     pipeline, what the stages before it consumed)."""
