@@ -121,7 +121,8 @@ def test_encoder_backbone(tmp_path, capsys):
 
 def test_group_by_length_batches_pairs_of_similar_length(tmp_path, capsys, monkeypatch):
     """--train_sampling_strategy group_by_length (transformers' LengthGroupedSampler) needs a length per pair, which
-    TRL's reward datasets lack: HEAL adds the longer answer's. Within a megabatch the batches then come longest first."""
+    TRL's reward datasets lack: HEAL adds the longer answer's. Within a megabatch the batches then come longest first;
+    held-out pairs are grouped the same way."""
     from trl.trainer import reward_trainer
 
     widths = []
@@ -134,11 +135,13 @@ def test_group_by_length_batches_pairs_of_similar_length(tmp_path, capsys, monke
 
     monkeypatch.setattr(reward_trainer.DataCollatorForPreference, "torch_call", recording)
     backbone = _encoder(tmp_path / "encoder")
-    code, _, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", HH_MEDICAL, "--model_name", backbone,
-                        "--output_dir", tmp_path / "rm", "--max_steps", "6", "--max_length", "512",
-                        "--per_device_train_batch_size", "4", "--eval_split_size", "0",
-                        "--train_sampling_strategy", "group_by_length", *QUICK_FLAGS, "--save_steps", "1000")
-    assert code == 0, err
+    for held_out in ("0.2", "0"):
+        widths.clear()
+        code, _, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", HH_MEDICAL, "--model_name",
+                            backbone, "--output_dir", tmp_path / f"rm{held_out}", "--max_steps", "6", "--max_length",
+                            "512", "--per_device_train_batch_size", "4", "--eval_split_size", held_out,
+                            "--train_sampling_strategy", "group_by_length", *QUICK_FLAGS, "--save_steps", "1000")
+        assert code == 0, err
     # 102 pairs in batches of 4: megabatches of 6 batches, each sorted longest first; the very first batch also
     # takes the longest pair of all (transformers' get_length_grouped_indices)
     assert len(widths) >= 6 and widths[0] == max(widths)

@@ -192,11 +192,18 @@ def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pai
                                 eval_dataset=_dataset(tokenizer, eval_pairs) if eval_pairs else None,
                                 peft_config=peft_config, callbacks=[runs.metrics_callback(training.output_dir)])
     if by_length:
-        # transformers' length-grouped samplers read a length per example; a pair's batch is padded to its longer
-        # answer, so that is its length. On HH-RLHF (mean 153 MiniLM tokens, a long tail) random batches of 16 pairs
-        # are 53% padding-free; grouped by length, most of the padding goes.
-        trainer.train_dataset = trainer.train_dataset.map(
-            lambda pair: {training.length_column_name: max(len(pair["chosen_ids"]), len(pair["rejected_ids"]))})
+        # transformers' length-grouped samplers (training and evaluation) read a length per example; a pair's batch
+        # is padded to its longer answer, so that is its length. On HH-RLHF (mean 153 MiniLM tokens, a long tail)
+        # random batches of 16 pairs are 53% real tokens; grouped by length, most of the padding goes.
+        def with_length(dataset):
+            return dataset.map(lambda pair: {
+                training.length_column_name: max(len(pair["chosen_ids"]), len(pair["rejected_ids"]))})
+
+        trainer.train_dataset = with_length(trainer.train_dataset)
+        if isinstance(trainer.eval_dataset, dict):
+            trainer.eval_dataset = {name: with_length(d) for name, d in trainer.eval_dataset.items()}
+        elif trainer.eval_dataset is not None:
+            trainer.eval_dataset = with_length(trainer.eval_dataset)
     return trainer
 
 
