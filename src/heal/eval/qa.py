@@ -28,12 +28,19 @@ def predict(backend, prompts: list[str], mode: str, max_new_tokens: int, tempera
     """(predicted label per prompt, per-item details) for one scoring mode."""
     texts = [backend.render(p) for p in prompts]
     if mode == "generate":
-        outs = backend.generate(texts, max_new_tokens, temperature, top_p, desc=desc or "generating")
-        preds = [parse_decision(o.text) for o in outs]
-        return preds, [{"generation": o.text, "finish_reason": o.finish_reason} for o in outs]
-    scores = backend.choice_loglikelihoods(texts, list(CHOICES.values()), desc=desc or "scoring")
-    preds = [metrics.argmax_label(dict(zip(LABELS, row))) for row in scores]
-    return preds, [{"loglikelihood": dict(zip(LABELS, [round(s, 4) for s in row]))} for row in scores]
+        return _from_generations(backend.generate(texts, max_new_tokens, temperature, top_p,
+                                                  desc=desc or "generating"))
+    return _from_scores(backend.choice_loglikelihoods(texts, list(CHOICES.values()), desc=desc or "scoring"))
+
+
+def _from_generations(outs) -> tuple[list[str | None], list[dict]]:
+    return [parse_decision(o.text) for o in outs], [{"generation": o.text, "finish_reason": o.finish_reason}
+                                                    for o in outs]
+
+
+def _from_scores(scores: list[list[float]]) -> tuple[list[str | None], list[dict]]:
+    return ([metrics.argmax_label(dict(zip(LABELS, row))) for row in scores],
+            [{"loglikelihood": dict(zip(LABELS, [round(s, 4) for s in row]))} for row in scores])
 
 
 def predict_both(backend, prompts: list[str], max_new_tokens: int, temperature: float = 0.0,
@@ -42,12 +49,7 @@ def predict_both(backend, prompts: list[str], max_new_tokens: int, temperature: 
     texts = [backend.render(p) for p in prompts]
     outs, scores = backend.generate_and_score(texts, list(CHOICES.values()), max_new_tokens, temperature, top_p,
                                               desc="generate + loglikelihood")
-    return {
-        "generate": ([parse_decision(o.text) for o in outs],
-                     [{"generation": o.text, "finish_reason": o.finish_reason} for o in outs]),
-        "loglikelihood": ([metrics.argmax_label(dict(zip(LABELS, row))) for row in scores],
-                          [{"loglikelihood": dict(zip(LABELS, [round(s, 4) for s in row]))} for row in scores]),
-    }
+    return {"generate": _from_generations(outs), "loglikelihood": _from_scores(scores)}
 
 
 def score(gold: list[str], preds: list[str | None], prefix: str) -> dict:
