@@ -148,6 +148,20 @@ def test_group_by_length_batches_pairs_of_similar_length(tmp_path, capsys, monke
     assert widths[1:5] == sorted(widths[1:5], reverse=True) and len(set(widths[1:5])) > 1
 
 
+def test_pairs_trl_leaves_out_are_counted_and_said(tmp_path, capsys):
+    """TRL's RewardTrainer drops pairs longer than --max_length: the run record and the summary say how many it kept."""
+    backbone = _encoder(tmp_path / "encoder")
+    out = tmp_path / "rm"
+    code, stdout, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", HH_MEDICAL, "--model_name",
+                             backbone, "--output_dir", out, "--max_steps", "2", "--max_length", "160",
+                             "--eval_split_size", "0.2", *QUICK_RM)
+    assert code == 0, err
+    data = json.loads((out / "heal_run.json").read_text())["data"]
+    assert 0 < data["trained_pairs"] < data["train_pairs"] and 0 < data["evaluated_pairs"] < data["eval_pairs"]
+    assert (f"trained on {data['trained_pairs']}, accuracy on {data['evaluated_pairs']} of {data['eval_pairs']} "
+            "held-out") in stdout
+
+
 def test_same_seed_same_reward_model_whatever_ran_before(tmp_path, capsys):
     """A bare encoder gets a new scalar head: drawn under --seed, not from whatever torch's generator holds (in a
     pipeline, what the stages before it consumed)."""

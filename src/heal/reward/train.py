@@ -70,6 +70,7 @@ def main(script: RewardScriptConfig, training: HealRewardConfig, model_args: Rew
         # 5. Resolved config; 6. trainer; 7. train and evaluate (eval_on_start: accuracy before, then after).
         runs.write_config(folder, script, training, model_args, *([tiny] if source == "heal-tiny" else []))
         trainer = _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs)
+        used = _pairs_used(trainer)
         results = runs.train_and_evaluate(trainer, checkpoint)
         # 8. Final model (LoRA merged), normalised on the reference answers; 9. card, publish.
         final = _final_model(trainer, model_args)
@@ -79,7 +80,7 @@ def main(script: RewardScriptConfig, training: HealRewardConfig, model_args: Rew
             final.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
             run = _finish(folder, script, training, model_args, source, train_pairs, eval_pairs, provenance,
-                          results, stats, checkpoint)
+                          results, stats, checkpoint, used)
             _print_summary(run, folder)
     return runs.summary(folder)
 
@@ -207,6 +208,14 @@ def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pai
     return trainer
 
 
+def _pairs_used(trainer) -> dict:
+    """How many training and held-out pairs TRL kept: it leaves out pairs longer than --max_length."""
+    evaluated = trainer.eval_dataset
+    if isinstance(evaluated, dict):
+        evaluated = next(iter(evaluated.values()), None)
+    return {"trained_pairs": len(trainer.train_dataset), "evaluated_pairs": len(evaluated) if evaluated else 0}
+
+
 def _final_model(trainer, model_args):
     model = trainer.accelerator.unwrap_model(trainer.model)
     if model_args.use_peft:
@@ -254,7 +263,7 @@ def normalization_stats(reference: list[float], rejected: list[float]) -> dict:
 
 
 def _finish(folder: Path, script, training, model_args, source, train_pairs, eval_pairs, provenance, results,
-            stats, checkpoint) -> dict:
+            stats, checkpoint, used: dict) -> dict:
     from heal.reward.report import model_card
 
     run_folder.plot_loss_curve(folder, f"{folder.name}: reward model on {script.task()}")
@@ -267,7 +276,7 @@ def _finish(folder: Path, script, training, model_args, source, train_pairs, eva
                       stats)
     return runs.publish(folder, card, metrics=metrics, pairs=provenance, credentialed=card.credentialed,
                         normalization=stats, resumed_from_step=runs.checkpoint_step(checkpoint),
-                        data={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs)})
+                        data={"train_pairs": len(train_pairs), "eval_pairs": len(eval_pairs), **used})
 
 
 def _print_summary(run: dict, folder: Path) -> None:
@@ -276,7 +285,13 @@ def _print_summary(run: dict, folder: Path) -> None:
     if "eval/accuracy" in m:
         before = f"{m['eval_before/accuracy']:.1%} → " if "eval_before/accuracy" in m else ""
         acc = f"; held-out pairwise accuracy {before}{m['eval/accuracy']:.1%}"
-    print(f"heal reward: {run['data']['train_pairs']} training pairs ({run['pairs']}){acc}\n"
+    data = run["data"]
+    left_out = ""
+    if data.get("trained_pairs", data["train_pairs"]) < data["train_pairs"] or \
+            data.get("evaluated_pairs", data["eval_pairs"]) < data["eval_pairs"]:
+        left_out = (f"; TRL left out pairs longer than --max_length: trained on {data['trained_pairs']}, "
+                    f"accuracy on {data['evaluated_pairs']} of {data['eval_pairs']} held-out")
+    print(f"heal reward: {data['train_pairs']} training pairs ({run['pairs']}){acc}{left_out}\n"
           f"  reward model → {folder} (AutoModelForSequenceClassification; normalised with "
           f"{run.get('normalization', {}).get('measured_on', 'no statistics')})")
 
