@@ -201,9 +201,7 @@ def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pai
                 training.length_column_name: max(len(pair["chosen_ids"]), len(pair["rejected_ids"]))})
 
         trainer.train_dataset = with_length(trainer.train_dataset)
-        if isinstance(trainer.eval_dataset, dict):
-            trainer.eval_dataset = {name: with_length(d) for name, d in trainer.eval_dataset.items()}
-        elif trainer.eval_dataset is not None:
+        if trainer.eval_dataset is not None:  # one dataset or none: _build_trainer never passes a dict of them
             trainer.eval_dataset = with_length(trainer.eval_dataset)
     return trainer
 
@@ -211,8 +209,6 @@ def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pai
 def _pairs_used(trainer) -> dict:
     """How many training and held-out pairs TRL kept: it leaves out pairs longer than --max_length."""
     evaluated = trainer.eval_dataset
-    if isinstance(evaluated, dict):
-        evaluated = next(iter(evaluated.values()), None)
     return {"trained_pairs": len(trainer.train_dataset), "evaluated_pairs": len(evaluated) if evaluated else 0}
 
 
@@ -287,8 +283,7 @@ def _print_summary(run: dict, folder: Path) -> None:
         acc = f"; held-out pairwise accuracy {before}{m['eval/accuracy']:.1%}"
     data = run["data"]
     left_out = ""
-    if data.get("trained_pairs", data["train_pairs"]) < data["train_pairs"] or \
-            data.get("evaluated_pairs", data["eval_pairs"]) < data["eval_pairs"]:
+    if data["trained_pairs"] < data["train_pairs"] or data["evaluated_pairs"] < data["eval_pairs"]:
         left_out = (f"; TRL left out pairs longer than --max_length: trained on {data['trained_pairs']}, "
                     f"accuracy on {data['evaluated_pairs']} of {data['eval_pairs']} held-out")
     print(f"heal reward: {data['train_pairs']} training pairs ({run['pairs']}){acc}{left_out}\n"
