@@ -334,6 +334,72 @@ def test_each_child_gets_its_share_of_the_cores_and_gpus(monkeypatch):
     assert env["CUDA_VISIBLE_DEVICES"] == "3"
 
 
+CHILD_REPORTING_ITS_THREADS = """
+import time, torch
+from heal.pipeline_jobs import follow_thread_share
+follow_thread_share()
+seen = torch.get_num_threads()
+print(seen, flush=True)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline and input() != "stop":  # one line from the test per expected change
+    while torch.get_num_threads() == seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    seen = torch.get_num_threads()
+    print(seen, flush=True)
+"""
+
+
+def test_a_child_applies_the_thread_counts_the_pipeline_sends(tmp_path, monkeypatch):
+    import subprocess
+    import time
+
+    from heal.pipeline_jobs import THREADS_ENV, Child, share_cores
+
+    threads_file = tmp_path / "sft"
+    threads_file.write_text("3")  # written before the child listens (it started with 2): read when it starts to
+    env = dict(os.environ, OMP_NUM_THREADS="2", **{THREADS_ENV: str(threads_file)})
+    child = subprocess.Popen([sys.executable, "-c", CHILD_REPORTING_ITS_THREADS], env=env, text=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == "3"
+        assert (tmp_path / "sft.ready").read_text() == str(child.pid)
+        record = Child(stage=None, process=child, log=tmp_path / "log", slot=0, started=time.perf_counter(),
+                       threads=3, threads_file=threads_file)
+        monkeypatch.setattr("os.cpu_count", lambda: 4)
+        for ways, threads in ((1, "4"), (2, "2")):  # alone: every core; beside another stage: half of them
+            share_cores([record], ways)
+            child.stdin.write("next\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == threads
+        child.stdin.write("stop\n")
+        child.stdin.flush()
+        assert child.wait(30) == 0
+    finally:
+        child.kill()
+
+
+def test_running_stages_share_the_cores_only_while_nothing_else_can_start(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from heal import pipeline_jobs
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    shares = []
+    monkeypatch.setattr(pipeline_jobs, "share_cores",
+                        lambda running, ways: shares.append((sorted(c.stage.name for c in running), ways)))
+    stages = [SimpleNamespace(name="long", needs=set()), SimpleNamespace(name="short", needs=set()),
+              SimpleNamespace(name="after_long", needs={"long"})]
+    seconds = {"long": 1.5, "short": 0.2, "after_long": 0.2}
+
+    def begin(stage):
+        return [sys.executable, "-c", f"import time; time.sleep({seconds[stage.name]})"], tmp_path / f"{stage.name}.log"
+
+    assert pipeline_jobs.run_side_by_side(stages, 2, begin, lambda *_: None) is None
+    distinct = [share for i, share in enumerate(shares) if i == 0 or shares[i - 1] != share]
+    # side by side: a 1/2 share each; once "short" ends and "after_long" waits for "long", "long" gets them all
+    assert distinct == [(["long", "short"], 2), (["long"], 1), (["after_long"], 1)]
+
+
 def test_quickstart_passes_jobs_through(tmp_path, capsys):
     code, out, err = heal(capsys, "quickstart", "--output_dir", tmp_path / "qs", "--stages", "data,train_data,dev_data",
                           "--jobs", "2")

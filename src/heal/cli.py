@@ -89,6 +89,9 @@ def run(argv: list[str] | None = None) -> int:
     if rest in (["-h"], ["--help"]) and (HELP_DIR / f"{name}.txt").is_file():
         print((HELP_DIR / f"{name}.txt").read_text(encoding="utf-8"), end="")
         return 0
+    from heal.pipeline_jobs import follow_thread_share
+
+    follow_thread_share()  # in a `heal pipeline --jobs` child: the pipeline may move idle cores to this stage
     module = importlib.import_module(verb.module)
     try:
         configs = module.make_parser().parse(rest)

@@ -30,8 +30,9 @@ pipeline can put SFT, reward and PPO on many GPUs (DDP, FSDP, DeepSpeed) while p
 With `--jobs N`, up to N stages run side by side, each a child process (`python -m heal.cli <verb> --config …`, or its
 launcher) writing `<run_dir>/logs/<stage>.log`; a stage starts once every stage it reads from (named by `${stage}`, or
 writing a path it reads) has finished. Each child gets 1/N of the cores as OMP_NUM_THREADS and MKL_NUM_THREADS (unless
-OMP_NUM_THREADS is set) and, when CUDA_VISIBLE_DEVICES is unset and there are N or more GPUs, GPUs i, i+N, i+2N … for
-its slot i. After a failure no stage starts; the running ones finish and are recorded (heal.pipeline_jobs).
+OMP_NUM_THREADS is set); while fewer than N stages can run, the running ones share every core (torch.set_num_threads on
+a signal). When CUDA_VISIBLE_DEVICES is unset and there are N or more GPUs, the child in slot i gets GPUs i, i+N,
+i+2N …. After a failure no stage starts; the running ones finish and are recorded (heal.pipeline_jobs).
 
 Each finished stage is recorded in `<run_dir>/pipeline_state.json` with a fingerprint of its verb, its arguments and
 its input files (size and modification time); on a rerun a stage whose fingerprint is unchanged is skipped, and
@@ -71,8 +72,9 @@ class PipelineConfig:
     jobs: int = field(default=1, metadata={
         "help": "Run up to N stages side by side, each as a child process logging to <run_dir>/logs/<stage>.log; a "
                 "stage starts once the stages it reads from have finished. Each child gets OMP_NUM_THREADS = cores / N "
-                "(unless OMP_NUM_THREADS is set) and, when CUDA_VISIBLE_DEVICES is unset and there are N or more "
-                "GPUs, every N-th GPU. 1: one stage after another, in this process."})
+                "(unless OMP_NUM_THREADS is set), and while fewer than N stages can run the running ones share every "
+                "core; when CUDA_VISIBLE_DEVICES is unset and there are N or more GPUs, each gets every N-th GPU. 1: "
+                "one stage after another, in this process."})
 
 
 def make_parser():
