@@ -148,18 +148,74 @@ def test_group_by_length_batches_pairs_of_similar_length(tmp_path, capsys, monke
     assert widths[1:5] == sorted(widths[1:5], reverse=True) and len(set(widths[1:5])) > 1
 
 
-def test_pairs_trl_leaves_out_are_counted_and_said(tmp_path, capsys):
-    """TRL's RewardTrainer drops pairs longer than --max_length: the run record and the summary say how many it kept."""
+def test_long_pairs_are_cut_from_the_left_to_fit_or_left_out_and_counted(tmp_path, capsys):
+    """Pairs longer than --max_length are kept, cut from the left as scoring reads text (the run record says how
+    many); with --keep_long_pairs false TRL's RewardTrainer drops them, and the record and summary say how many it
+    kept."""
+    from datasets import Dataset
+
+    from heal.reward import train
+
     backbone = _encoder(tmp_path / "encoder")
-    out = tmp_path / "rm"
-    code, stdout, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", HH_MEDICAL, "--model_name",
-                             backbone, "--output_dir", out, "--max_steps", "2", "--max_length", "160",
-                             "--eval_split_size", "0.2", *QUICK_RM)
-    assert code == 0, err
-    data = json.loads((out / "heal_run.json").read_text())["data"]
-    assert 0 < data["trained_pairs"] < data["train_pairs"] and 0 < data["evaluated_pairs"] < data["eval_pairs"]
-    assert (f"trained on {data['trained_pairs']}, accuracy on {data['evaluated_pairs']} of {data['eval_pairs']} "
-            "held-out") in stdout
+    datasets = []
+    monkeypatch_build = train._build_trainer
+
+    def build(*args, **kwargs):
+        trainer = monkeypatch_build(*args, **kwargs)
+        datasets.append(trainer.train_dataset)
+        return trainer
+
+    train._build_trainer = build
+    try:
+        runs = {}
+        for keep in ("true", "false"):
+            out = tmp_path / f"rm_{keep}"
+            code, stdout, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", HH_MEDICAL,
+                                     "--model_name", backbone, "--output_dir", out, "--max_steps", "2",
+                                     "--max_length", "160", "--eval_split_size", "0.2", "--keep_long_pairs", keep,
+                                     *QUICK_RM)
+            assert code == 0, err
+            runs[keep] = json.loads((out / "heal_run.json").read_text())["data"], stdout
+    finally:
+        train._build_trainer = monkeypatch_build
+    kept, stdout = runs["true"]
+    assert kept["trained_pairs"] == kept["train_pairs"] and kept["evaluated_pairs"] == kept["eval_pairs"]
+    assert 0 < kept["trained_truncated"] < kept["train_pairs"] and 0 < kept["evaluated_truncated"]
+    assert f"{kept['trained_truncated']} training and {kept['evaluated_truncated']} held-out pairs were" in stdout
+    ids = datasets[0]
+    assert max(max(len(c), len(r)) for c, r in zip(ids["chosen_ids"], ids["rejected_ids"])) == 160
+    dropped, stdout = runs["false"]
+    assert 0 < dropped["trained_pairs"] < dropped["train_pairs"] and 0 < dropped["evaluated_pairs"] < dropped["eval_pairs"]
+    assert dropped["trained_pairs"] == kept["train_pairs"] - kept["trained_truncated"]
+    assert (f"trained on {dropped['trained_pairs']}, accuracy on {dropped['evaluated_pairs']} of "
+            f"{dropped['eval_pairs']} held-out") in stdout
+    assert isinstance(datasets[1], Dataset) and "truncated" not in datasets[1].column_names
+
+
+def test_a_cut_pair_keeps_both_answers_and_a_pair_that_fits_is_tokenized_as_trl_does(tmp_path):
+    from transformers import AutoTokenizer
+    from trl.data_utils import _tokenize
+
+    from heal.reward.train import _pair_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(_encoder(tmp_path / "encoder"))
+    texts = {"prompt": "Human: " + "tell me about the weather again " * 30 + "\n\nAssistant:",
+             "chosen": " It rains in Bergen.", "rejected": " I will not say."}
+    cut = _pair_ids(tokenizer, texts, 40)
+    assert cut["truncated"] and len(cut["chosen_ids"]) == len(cut["rejected_ids"]) == 40
+    for key in ("chosen", "rejected"):  # the last tokens of the text, with the tokenizer's special tokens around them
+        text = texts["prompt"] + texts[key] + (tokenizer.eos_token or "")
+        content = tokenizer(text=text, add_special_tokens=False)["input_ids"]
+        special = tokenizer(text="")["input_ids"]
+        kept = content[-(40 - len(special)):]
+        assert [i for i in cut[f"{key}_ids"] if i not in special] == kept
+        assert tokenizer.decode(tokenizer(texts[key], add_special_tokens=False)["input_ids"]) in tokenizer.decode(kept)
+    short = {"prompt": "Human: hi\n\nAssistant:", "chosen": " Hello.", "rejected": " Go away."}
+    fits = _pair_ids(tokenizer, short, 40)
+    assert not fits["truncated"]
+    assert fits["chosen_ids"] == _tokenize(tokenizer, short["prompt"] + short["chosen"] + (tokenizer.eos_token or ""))[
+        "input_ids"]
+    assert tokenizer.truncation_side == "right"  # restored
 
 
 def test_same_seed_same_reward_model_whatever_ran_before(tmp_path, capsys):

@@ -67,7 +67,12 @@ class HealRewardConfig(CheckpointingDefaults, RewardConfig):
         "help": f"Peak AdamW learning rate. Default: {LR_FROM_SCRATCH:g} for heal-tiny, {LR_LORA:g} with LoRA, "
                 f"{LR_FULL:g} for full fine-tuning."})
     max_length: int | None = field(default=1024, metadata={
-        "help": "Longest tokenized prompt+answer (longer pairs are dropped by TRL); capped by the model's context."})
+        "help": "Longest tokenized prompt+answer; capped by the model's context. Longer pairs are cut to fit "
+                "(--keep_long_pairs) or left out."})
+    keep_long_pairs: bool = field(default=True, metadata={
+        "help": "Keep pairs longer than --max_length by cutting them from the left, as the reward model reads text "
+                "when it scores: the earliest turns of the conversation go, both answers stay whole unless one alone "
+                "is too long. False leaves them out, as TRL does (on HH-RLHF at 256 MiniLM tokens, 21% of pairs)."})
     num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training pairs."})
     gradient_checkpointing: bool | None = field(default=None, metadata={
         "help": "Deprecated alias of --activation_checkpointing (transformers 5).", "nargs": "?", "const": True})

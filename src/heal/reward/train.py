@@ -164,14 +164,39 @@ def _resolve_defaults(training: HealRewardConfig, model_args, source: str, model
         training.eval_on_start = True
 
 
-def _dataset(tokenizer, pairs: list[dict]):
+def _dataset(tokenizer, pairs: list[dict], max_length: int | None = None):
+    """TRL's prompt/chosen/rejected texts, or, given `max_length`, its token ids with every pair cut to fit."""
     from datasets import Dataset
 
     from heal.models.prompting import format_completion, format_prompt
 
-    return Dataset.from_list([{"prompt": format_prompt(tokenizer, p["prompt"]),
-                               "chosen": format_completion(tokenizer, p["prompt"], p["chosen"]),
-                               "rejected": format_completion(tokenizer, p["prompt"], p["rejected"])} for p in pairs])
+    texts = [{"prompt": format_prompt(tokenizer, p["prompt"]),
+              "chosen": format_completion(tokenizer, p["prompt"], p["chosen"]),
+              "rejected": format_completion(tokenizer, p["prompt"], p["rejected"])} for p in pairs]
+    if max_length is None:
+        return Dataset.from_list(texts)
+    return Dataset.from_list([_pair_ids(tokenizer, t, max_length) for t in texts])
+
+
+def _pair_ids(tokenizer, texts: dict, max_length: int) -> dict:
+    """Token ids of prompt + chosen and prompt + rejected as TRL makes them (the text, an end-of-sequence token if
+    missing, the tokenizer's special tokens), cut from the left to `max_length` as heal.reward.scoring reads text: a
+    pair that fits is unchanged; a longer one loses the start of the conversation, and its answers only when one alone
+    is longer than that. `truncated` says whether it was cut."""
+    eos = tokenizer.eos_token or ""
+    side, tokenizer.truncation_side = tokenizer.truncation_side, "left"
+    try:
+        out = {"truncated": False}
+        for key in ("chosen", "rejected"):
+            text = texts["prompt"] + texts[key]
+            text = text if text.endswith(eos) else text + eos
+            full = tokenizer(text=text)["input_ids"]
+            out[f"{key}_ids"] = full if len(full) <= max_length else \
+                tokenizer(text=text, truncation=True, max_length=max_length)["input_ids"]
+            out["truncated"] |= len(full) > max_length
+        return out
+    finally:
+        tokenizer.truncation_side = side
 
 
 def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs):
@@ -188,9 +213,10 @@ def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pai
     peft_config = get_peft_config(model_args)
     if peft_config is not None:
         peft_config.modules_to_save = list(peft_config.modules_to_save or []) + ["score"]  # the head always trains
+    cut_to = training.max_length if training.keep_long_pairs else None
     trainer = HealRewardTrainer(model=model, args=training, processing_class=tokenizer,
-                                train_dataset=_dataset(tokenizer, train_pairs),
-                                eval_dataset=_dataset(tokenizer, eval_pairs) if eval_pairs else None,
+                                train_dataset=_dataset(tokenizer, train_pairs, cut_to),
+                                eval_dataset=_dataset(tokenizer, eval_pairs, cut_to) if eval_pairs else None,
                                 peft_config=peft_config, callbacks=[runs.metrics_callback(training.output_dir)])
     if by_length:
         # transformers' length-grouped samplers (training and evaluation) read a length per example; a pair's batch
@@ -207,9 +233,14 @@ def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pai
 
 
 def _pairs_used(trainer) -> dict:
-    """How many training and held-out pairs TRL kept: it leaves out pairs longer than --max_length."""
-    evaluated = trainer.eval_dataset
-    return {"trained_pairs": len(trainer.train_dataset), "evaluated_pairs": len(evaluated) if evaluated else 0}
+    """How many training and held-out pairs were used (TRL leaves out pairs longer than --max_length unless
+    --keep_long_pairs cut them to fit) and how many were cut."""
+    counts = {}
+    for name, dataset in (("trained", trainer.train_dataset), ("evaluated", trainer.eval_dataset)):
+        counts[f"{name}_pairs"] = len(dataset) if dataset is not None else 0
+        cut = dataset is not None and "truncated" in dataset.column_names
+        counts[f"{name}_truncated"] = sum(dataset["truncated"]) if cut else 0
+    return counts
 
 
 def _final_model(trainer, model_args):
@@ -286,6 +317,9 @@ def _print_summary(run: dict, folder: Path) -> None:
     if data["trained_pairs"] < data["train_pairs"] or data["evaluated_pairs"] < data["eval_pairs"]:
         left_out = (f"; TRL left out pairs longer than --max_length: trained on {data['trained_pairs']}, "
                     f"accuracy on {data['evaluated_pairs']} of {data['eval_pairs']} held-out")
+    if data["trained_truncated"] or data["evaluated_truncated"]:
+        left_out += (f"; {data['trained_truncated']} training and {data['evaluated_truncated']} held-out pairs were "
+                     "longer than --max_length and cut from the left to fit")
     print(f"heal reward: {data['train_pairs']} training pairs ({run['pairs']}){acc}{left_out}\n"
           f"  reward model → {folder} (AutoModelForSequenceClassification; normalised with "
           f"{run.get('normalization', {}).get('measured_on', 'no statistics')})")
