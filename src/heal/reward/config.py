@@ -72,7 +72,7 @@ class HealRewardConfig(CheckpointingDefaults, RewardConfig):
     keep_long_pairs: bool = field(default=True, metadata={
         "help": "Keep pairs longer than --max_length by cutting them from the left, as the reward model reads text "
                 "when it scores: the earliest turns of the conversation go, both answers stay whole unless one alone "
-                "is too long. False leaves them out, as TRL does (on HH-RLHF at 256 MiniLM tokens, 21% of pairs)."})
+                "is too long. False leaves them out, as TRL does (on HH-RLHF at 256 MiniLM tokens, one pair in five)."})
     num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training pairs."})
     gradient_checkpointing: bool | None = field(default=None, metadata={
         "help": "Deprecated alias of --activation_checkpointing (transformers 5).", "nargs": "?", "const": True})
