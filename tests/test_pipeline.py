@@ -400,6 +400,52 @@ def test_running_stages_share_the_cores_only_while_nothing_else_can_start(tmp_pa
     assert distinct == [(["long", "short"], 2), (["long"], 1), (["after_long"], 1)]
 
 
+PIPELINE_OF_SLEEPERS = """
+import json, sys
+from pathlib import Path
+from types import SimpleNamespace
+from heal.pipeline_jobs import run_side_by_side
+
+out = Path(sys.argv[1])
+ended = []
+
+def begin(stage):
+    sleeper = f"import os, time; open({str(out / stage.name)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    return [sys.executable, "-c", sleeper], out / f"{stage.name}.log"
+
+def end(stage, code, seconds, log):
+    ended.append([stage.name, code])
+    (out / "ended.json").write_text(json.dumps(ended))
+
+try:
+    run_side_by_side([SimpleNamespace(name=n, needs=set()) for n in ("a", "b")], 2, begin, end)
+except KeyboardInterrupt:
+    sys.exit(143)
+"""
+
+
+def test_sigterm_to_the_pipeline_stops_its_children_and_records_them(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    pipeline_process = subprocess.Popen([sys.executable, "-c", PIPELINE_OF_SLEEPERS, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / n).exists() and (tmp_path / n).read_text() for n in "ab"):
+            assert time.monotonic() < deadline and pipeline_process.poll() is None
+            time.sleep(0.05)
+        pids = [int((tmp_path / n).read_text()) for n in "ab"]
+        pipeline_process.send_signal(signal.SIGTERM)
+        assert pipeline_process.wait(30) == 143
+    finally:
+        pipeline_process.kill()
+    assert sorted(json.loads((tmp_path / "ended.json").read_text())) == [["a", None], ["b", None]]
+    for pid in pids:  # no child outlives the pipeline
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 def test_quickstart_passes_jobs_through(tmp_path, capsys):
     code, out, err = heal(capsys, "quickstart", "--output_dir", tmp_path / "qs", "--stages", "data,train_data,dev_data",
                           "--jobs", "2")

@@ -5,7 +5,8 @@
 heal.pipeline decides what a stage is, whether it runs (not selected, unchanged) and what pipeline_state.json records;
 this module starts the children, watches them and stops them. A stage starts once every stage it `needs` has
 finished, at most N at a time, in file order among the ready ones; after a failure no stage starts and the running
-ones are waited for. Ctrl-C stops every child (terminate, then kill a few seconds later).
+ones are waited for. Ctrl-C, or a SIGTERM to the pipeline, stops every child (terminate, then kill a few seconds
+later) and records the running stages as interrupted.
 
 Cores follow the work: each child starts with a 1/N share of the torch threads, and while fewer than N stages run and
 none is ready to start (a long stage that the rest waits for, or the last ones), the running children share every
@@ -52,6 +53,7 @@ def run_side_by_side(stages: list, jobs: int, begin: Callable, end: Callable) ->
     failed: Child | None = None
     gpus = _gpu_count()
     threads_dir = Path(tempfile.mkdtemp(prefix="heal-threads-"))
+    on_sigterm = _stop_on_sigterm()
     try:
         while True:
             while failed is None and len(running) < jobs:
@@ -88,6 +90,21 @@ def run_side_by_side(stages: list, jobs: int, begin: Callable, end: Callable) ->
         raise
     finally:
         shutil.rmtree(threads_dir, ignore_errors=True)
+        if on_sigterm is not None:
+            signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM (`kill`, a job scheduler's stop) end the pipeline as Ctrl-C does, through the clean-up above;
+    returns the handler it replaces, or None where it cannot (not the main thread)."""
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:
+        return None
 
 
 def share_cores(running: list[Child], ways: int) -> None:
