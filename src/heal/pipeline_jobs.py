@@ -10,8 +10,10 @@ later) and records the running stages as interrupted.
 
 Cores follow the work: each child starts with a 1/N share of the torch threads, and while fewer than N stages run and
 none is ready to start (a long stage that the rest waits for, or the last ones), the running children share every
-core. The pipeline writes a child's new thread count to a file named by HEAL_THREADS_FILE and sends it SIGUSR1; the
-child (heal.cli, through follow_thread_share) calls torch.set_num_threads. When a stage starts again they go back to
+core. The pipeline writes a child's new thread count to a file named by HEAL_THREADS_FILE and sends it SIGURG; the
+child (heal.cli, through follow_thread_share) calls torch.set_num_threads. SIGURG because its default action is to
+ignore it: a process that does not listen (yet, or any more while Python shuts down, or a launcher such as
+`accelerate launch` whose workers listen instead) is never killed by it. When a stage starts again they go back to
 their share. Intra-op threads scale about linearly here: one SmolLM2 SFT step, 1 → 2 threads, 10.5 → 5.4 s.
 """
 
@@ -31,7 +33,8 @@ from typing import Callable
 
 STOP_GRACE_SECONDS = 5  # after terminate(), before kill(): time for a child to remove its partial output
 POLL_SECONDS = 0.1
-THREADS_ENV = "HEAL_THREADS_FILE"  # a child's torch thread count: the pipeline writes it, the child reads it on SIGUSR1
+THREADS_ENV = "HEAL_THREADS_FILE"  # a child's torch thread count: the pipeline writes it, the child reads it on SIGURG
+THREADS_SIGNAL = getattr(signal, "SIGURG", None)  # ignored by default (None where there is no such signal: Windows)
 
 
 @dataclass
@@ -109,27 +112,25 @@ def _stop_on_sigterm():
 
 def share_cores(running: list[Child], ways: int) -> None:
     """Give each running child 1/ways of the cores (the first ones any remainder), telling those whose count changes:
-    the new count goes to its threads file, then SIGUSR1 once the child has said it listens (its pid in the `.ready`
-    file; a launcher such as `accelerate launch`, whose workers listen instead, is never signalled). A child that is
-    not listening yet reads the file when it starts to."""
+    the new count goes to its threads file, then the signal. A child that is not listening yet reads the file when
+    it starts to."""
     cores = os.cpu_count() or 1
     for i, child in enumerate(sorted(running, key=lambda c: c.slot)):
         want = max(1, cores // ways + (i < cores % ways))
-        if child.threads_file is None or child.threads == want:
+        if child.threads_file is None or child.threads == want or THREADS_SIGNAL is None:
             continue
         child.threads_file.write_text(str(want))
         child.threads = want
-        if _listener(child.threads_file) == child.process.pid and child.process.poll() is None:
-            child.process.send_signal(signal.SIGUSR1)
+        if child.process.poll() is None:
+            child.process.send_signal(THREADS_SIGNAL)
 
 
 def follow_thread_share() -> None:
-    """In a --jobs child: apply the thread counts the pipeline sends (SIGUSR1 → the count in $HEAL_THREADS_FILE) to
-    torch, or to OMP_NUM_THREADS while torch is not imported yet. Listening is announced by a `.ready` file beside it
-    holding this pid, written before the first read, so that a count written before then is read here and one written
-    after is signalled."""
+    """In a --jobs child: apply the thread counts the pipeline sends (SIGURG → the count in $HEAL_THREADS_FILE) to
+    torch, or to OMP_NUM_THREADS while torch is not imported yet. The file is read once the handler is in place, so a
+    count written before then (its signal ignored) is read here."""
     path = Path(os.environ.get(THREADS_ENV, ""))
-    if THREADS_ENV not in os.environ or not hasattr(signal, "SIGUSR1"):
+    if THREADS_ENV not in os.environ or THREADS_SIGNAL is None:
         return
 
     def apply(*_) -> None:
@@ -144,21 +145,8 @@ def follow_thread_share() -> None:
         except (AttributeError, RuntimeError):  # not imported, or still importing: the variables above do it
             pass
 
-    signal.signal(signal.SIGUSR1, apply)
-    _ready_file(path).write_text(str(os.getpid()))
+    signal.signal(THREADS_SIGNAL, apply)
     apply()
-
-
-def _ready_file(threads_file: Path) -> Path:
-    return threads_file.with_name(threads_file.name + ".ready")
-
-
-def _listener(threads_file: Path) -> int | None:
-    """The pid that listens for the counts in `threads_file`, or None while none does."""
-    try:
-        return int(_ready_file(threads_file).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def child_env(slot: int, jobs: int, gpus: int) -> dict[str, str]:
