@@ -148,7 +148,7 @@ def test_group_by_length_batches_pairs_of_similar_length(tmp_path, capsys, monke
     assert widths[1:5] == sorted(widths[1:5], reverse=True) and len(set(widths[1:5])) > 1
 
 
-def test_long_pairs_are_cut_from_the_left_to_fit_or_left_out_and_counted(tmp_path, capsys):
+def test_long_pairs_are_cut_from_the_left_to_fit_or_left_out_and_counted(tmp_path, capsys, monkeypatch):
     """Pairs longer than --max_length are kept, cut from the left as scoring reads text (the run record says how
     many); with --keep_long_pairs false TRL's RewardTrainer drops them, and the record and summary say how many it
     kept."""
@@ -158,26 +158,22 @@ def test_long_pairs_are_cut_from_the_left_to_fit_or_left_out_and_counted(tmp_pat
 
     backbone = _encoder(tmp_path / "encoder")
     datasets = []
-    monkeypatch_build = train._build_trainer
+    build_trainer = train._build_trainer
 
     def build(*args, **kwargs):
-        trainer = monkeypatch_build(*args, **kwargs)
+        trainer = build_trainer(*args, **kwargs)
         datasets.append(trainer.train_dataset)
         return trainer
 
-    train._build_trainer = build
-    try:
-        runs = {}
-        for keep in ("true", "false"):
-            out = tmp_path / f"rm_{keep}"
-            code, stdout, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", HH_MEDICAL,
-                                     "--model_name", backbone, "--output_dir", out, "--max_steps", "2",
-                                     "--max_length", "160", "--eval_split_size", "0.2", "--keep_long_pairs", keep,
-                                     *QUICK_RM)
-            assert code == 0, err
-            runs[keep] = json.loads((out / "heal_run.json").read_text())["data"], stdout
-    finally:
-        train._build_trainer = monkeypatch_build
+    monkeypatch.setattr(train, "_build_trainer", build)
+    runs = {}
+    for keep in ("true", "false"):
+        out = tmp_path / f"rm_{keep}"
+        code, stdout, err = heal(capsys, "reward", "--dataset", "other", "--dataset_path", HH_MEDICAL, "--model_name",
+                                 backbone, "--output_dir", out, "--max_steps", "2", "--max_length", "160",
+                                 "--eval_split_size", "0.2", "--keep_long_pairs", keep, *QUICK_RM)
+        assert code == 0, err
+        runs[keep] = json.loads((out / "heal_run.json").read_text())["data"], stdout
     kept, stdout = runs["true"]
     assert kept["trained_pairs"] == kept["train_pairs"] and kept["evaluated_pairs"] == kept["eval_pairs"]
     assert 0 < kept["trained_truncated"] < kept["train_pairs"] and 0 < kept["evaluated_truncated"]

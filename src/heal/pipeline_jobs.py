@@ -129,9 +129,9 @@ def follow_thread_share() -> None:
     """In a --jobs child: apply the thread counts the pipeline sends (SIGURG → the count in $HEAL_THREADS_FILE) to
     torch, or to OMP_NUM_THREADS while torch is not imported yet. The file is read once the handler is in place, so a
     count written before then (its signal ignored) is read here."""
-    path = Path(os.environ.get(THREADS_ENV, ""))
     if THREADS_ENV not in os.environ or THREADS_SIGNAL is None:
         return
+    path = Path(os.environ[THREADS_ENV])
 
     def apply(*_) -> None:
         try:
