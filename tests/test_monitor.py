@@ -117,6 +117,31 @@ def test_ppo_with_lora_measures_kl_against_the_adapters_off(sft_tiny_run, reward
     assert run_folder.read_run(out)["monitor"]["best_step"] == best["monitor/step"]
 
 
+def test_ppo_with_lora_and_a_shared_backbone_keeps_a_loadable_best_update(sft_tiny_run, reward_tiny_run, by_label,
+                                                                         tmp_path, capsys):
+    """The alignment preset's PPO: LoRA, the value head on the policy's trunk, the monitor and --keep_best together.
+    The published model is a plain causal LM (no value head in its weights) whose answers are the kept update's."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "ppo_lora_shared"
+    code, _, err = _ppo(capsys, sft_tiny_run, reward_tiny_run, out, by_label["yes"], "--max_steps", "4",
+                        "--eval_steps", "2", "--keep_best", "true", "--share_backbone", "true")
+    assert code == 0, err
+    points = _points(out)
+    assert [p["step"] for p in points] == [0, 2, 4] and all(p["monitor/kl"] != 0 for p in points[1:])
+    best = max(points, key=lambda p: (p["monitor/gold"], -p["monitor/step"]))
+    run = run_folder.read_run(out)
+    assert run["monitor"]["best_step"] == best["monitor/step"] and "--share_backbone" in run["value_init"]
+    from safetensors.torch import load_file
+
+    names = set(load_file(str(out / "model.safetensors")))
+    assert not any("value" in n or "score" in n or "lora" in n for n in names)
+    assert names == set(load_file(str(sft_tiny_run["dir"] / "model.safetensors")))
+    AutoModelForCausalLM.from_pretrained(out)  # loads as the policy it is
+    if best["monitor/step"] == 0:
+        assert _weights_digest(out) == _weights_digest(sft_tiny_run["dir"])
+
+
 def test_ppo_without_keep_best_publishes_the_last_update(sft_tiny_run, reward_tiny_run, by_label, tmp_path, capsys):
     out = tmp_path / "ppo_last"
     code, _, err = _ppo(capsys, sft_tiny_run, reward_tiny_run, out, by_label["no"], "--max_steps", "6",
