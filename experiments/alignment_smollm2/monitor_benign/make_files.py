@@ -5,7 +5,8 @@
 RUN_DIR is a finished run of the alignment preset. Writes OUT_DIR/train.jsonl, the RL prompts PPO trains on in the
 preset (its own seeded 85/15 split of RUN_DIR/data/prompts.jsonl, so training is unchanged), and
 OUT_DIR/monitor.jsonl: the preset's 32 monitor prompts plus the 90 risky-sounding benign requests written in session 11
-(../rl_unseen_prompts/benign_general_prompts.csv), which no SFT, labelling or RL data contains, labelled safe.
+(../rl_unseen_prompts/benign_general_prompts.csv), labelled safe. Despite that file's folder name, all 90 are SFT
+training prompts since session 12 (benign_general_answers.csv), and 22 are also among the prompts PPO trains on.
 """
 
 import csv
