@@ -214,6 +214,23 @@ def test_a_cut_pair_keeps_both_answers_and_a_pair_that_fits_is_tokenized_as_trl_
     assert tokenizer.truncation_side == "right"  # restored
 
 
+def test_scoring_reads_the_end_of_a_long_text_and_leaves_the_tokenizer_as_it_was(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from heal.reward.scoring import raw_scores
+
+    folder = _encoder(tmp_path / "encoder")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer.padding_side, tokenizer.truncation_side = "left", "right"
+    start = "Human: " + "tell me about the weather again " * 30 + "\n\nAssistant:"
+    # cut from the left to 40 tokens, texts that differ only at their start score alike; at their end, not
+    scores = raw_scores(model, tokenizer, ["Hi. " + start + " It rains.", start + " It rains.",
+                                           start + " I will not say that."], max_length=40)
+    assert abs(scores[0] - scores[1]) < 1e-5 and abs(scores[1] - scores[2]) > 1e-5
+    assert (tokenizer.padding_side, tokenizer.truncation_side) == ("left", "right")
+
+
 def test_same_seed_same_reward_model_whatever_ran_before(tmp_path, capsys):
     """A bare encoder gets a new scalar head: drawn under --seed, not from whatever torch's generator holds (in a
     pipeline, what the stages before it consumed)."""

@@ -2,7 +2,7 @@
 
     heal quickstart                                   # → runs/quickstart (report.html, report.md, every stage)
     heal quickstart --output_dir /tmp/qs --force      # elsewhere; run every stage again
-    heal quickstart --preset smollm2                  # the real model: base/SFT/RLHF/RLAIF/d-RLAIF/DPO (≈1 h, CPU)
+    heal quickstart --preset smollm2                  # the real model: base/SFT/RLHF/RLAIF/d-RLAIF/DPO (≈ 52 min, CPU)
     heal quickstart --jobs 2                          # independent stages side by side (evals, red-teams)
 
 It is `heal pipeline` on the preset shipped with HEAL (heal/presets/quickstart.yaml, also

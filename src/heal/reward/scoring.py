@@ -29,19 +29,24 @@ def pair_texts(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> l
 
 
 def raw_scores(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 2048) -> list[float]:
-    """The model's scalar output for each text (right-padded batches; the head reads the last real token)."""
+    """The model's scalar output for each text (right-padded batches; the head reads the last real token). The
+    tokenizer's padding and truncation sides are restored afterwards: it may be one that is saved or used elsewhere."""
     import torch
 
+    sides = tokenizer.padding_side, tokenizer.truncation_side
     tokenizer.padding_side = "right"
     tokenizer.truncation_side = "left"  # the answer is at the end: never cut it off
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", None) or max_length)
     out: list[float] = []
     model.eval()
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
-                              truncation=True, max_length=max_length).to(model.device)
-            out.extend(model(**batch).logits[:, 0].float().tolist())
+    try:
+        with torch.no_grad():
+            for start in range(0, len(texts), batch_size):
+                batch = tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
+                                  truncation=True, max_length=max_length).to(model.device)
+                out.extend(model(**batch).logits[:, 0].float().tolist())
+    finally:
+        tokenizer.padding_side, tokenizer.truncation_side = sides
     return out
 
 
