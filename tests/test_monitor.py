@@ -120,7 +120,8 @@ def test_ppo_with_lora_measures_kl_against_the_adapters_off(sft_tiny_run, reward
 def test_ppo_with_lora_and_a_shared_backbone_keeps_a_loadable_best_update(sft_tiny_run, reward_tiny_run, by_label,
                                                                          tmp_path, capsys):
     """The alignment preset's PPO: LoRA, the value head on the policy's trunk, the monitor and --keep_best together.
-    The published model is a plain causal LM (no value head in its weights) whose answers are the kept update's."""
+    The published model is a plain causal LM: the policy's weights only, no value head and no adapters."""
+    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "ppo_lora_shared"
@@ -132,8 +133,6 @@ def test_ppo_with_lora_and_a_shared_backbone_keeps_a_loadable_best_update(sft_ti
     best = max(points, key=lambda p: (p["monitor/gold"], -p["monitor/step"]))
     run = run_folder.read_run(out)
     assert run["monitor"]["best_step"] == best["monitor/step"] and "--share_backbone" in run["value_init"]
-    from safetensors.torch import load_file
-
     names = set(load_file(str(out / "model.safetensors")))
     assert not any("value" in n or "score" in n or "lora" in n for n in names)
     assert names == set(load_file(str(sft_tiny_run["dir"] / "model.safetensors")))
