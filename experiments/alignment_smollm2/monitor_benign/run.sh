@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One PPO arm of the preset again, its monitor also reading 90 unseen benign requests (README.md). Run from the
-# repository root after a finished preset run:
+# One PPO arm of the preset again, its monitor also reading 90 risky-sounding benign requests (SFT training prompts
+# since session 12; README.md). Run from the repository root after a finished preset run:
 #   bash experiments/alignment_smollm2/monitor_benign/run.sh RUN_DIR OUT_DIR rlhf|rlaif|drlaif
 # The same SFT model, reward, training prompts, seed and settings as RUN_DIR's ppo_<arm> stage; only the monitor's
 # prompts differ. Then the preset's red-team and eval of the kept model.

@@ -11,6 +11,7 @@ formatted exactly as in training (heal.models.prompting).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Sequence
 
 NORMALIZATION_KEY = "heal_reward_normalization"
@@ -28,25 +29,31 @@ def pair_texts(tokenizer, prompts: Sequence[str], responses: Sequence[str]) -> l
     return [format_prompt(tokenizer, p) + format_completion(tokenizer, p, r) for p, r in zip(prompts, responses)]
 
 
+@contextmanager
+def reading_the_end(tokenizer):
+    """How a reward model reads text, for the duration of the block: padded on the right (the head reads the last
+    real token) and cut from the left (the answer is at the end: never cut it off). The tokenizer's own sides come
+    back afterwards: it may be one that is saved or used elsewhere."""
+    sides = tokenizer.padding_side, tokenizer.truncation_side
+    tokenizer.padding_side, tokenizer.truncation_side = "right", "left"
+    try:
+        yield tokenizer
+    finally:
+        tokenizer.padding_side, tokenizer.truncation_side = sides
+
+
 def raw_scores(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 2048) -> list[float]:
-    """The model's scalar output for each text (right-padded batches; the head reads the last real token). The
-    tokenizer's padding and truncation sides are restored afterwards: it may be one that is saved or used elsewhere."""
+    """The model's scalar output for each text, read as `reading_the_end` says."""
     import torch
 
-    sides = tokenizer.padding_side, tokenizer.truncation_side
-    tokenizer.padding_side = "right"
-    tokenizer.truncation_side = "left"  # the answer is at the end: never cut it off
     max_length = min(max_length, getattr(model.config, "max_position_embeddings", None) or max_length)
     out: list[float] = []
     model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(texts), batch_size):
-                batch = tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
-                                  truncation=True, max_length=max_length).to(model.device)
-                out.extend(model(**batch).logits[:, 0].float().tolist())
-    finally:
-        tokenizer.padding_side, tokenizer.truncation_side = sides
+    with torch.no_grad(), reading_the_end(tokenizer):
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[start:start + batch_size]), return_tensors="pt", padding=True,
+                              truncation=True, max_length=max_length).to(model.device)
+            out.extend(model(**batch).logits[:, 0].float().tolist())
     return out
 
 

@@ -183,10 +183,11 @@ def _pair_ids(tokenizer, texts: dict, max_length: int) -> dict:
     missing, the tokenizer's special tokens), cut from the left to `max_length` as heal.reward.scoring reads text: a
     pair that fits is unchanged; a longer one loses the start of the conversation, and its answers only when one alone
     is longer than that. `truncated` says whether it was cut."""
+    from heal.reward.scoring import reading_the_end
+
     eos = tokenizer.eos_token or ""
-    side, tokenizer.truncation_side = tokenizer.truncation_side, "left"
-    try:
-        out = {"truncated": False}
+    out = {"truncated": False}
+    with reading_the_end(tokenizer):
         for key in ("chosen", "rejected"):
             text = texts["prompt"] + texts[key]
             text = text if text.endswith(eos) else text + eos
@@ -194,9 +195,7 @@ def _pair_ids(tokenizer, texts: dict, max_length: int) -> dict:
             out[f"{key}_ids"] = full if len(full) <= max_length else \
                 tokenizer(text=text, truncation=True, max_length=max_length)["input_ids"]
             out["truncated"] |= len(full) > max_length
-        return out
-    finally:
-        tokenizer.truncation_side = side
+    return out
 
 
 def _build_trainer(model, tokenizer, training, model_args, train_pairs, eval_pairs):
