@@ -11,9 +11,10 @@ from helpers import SHARED, assert_one_line_error, heal
 
 from heal import frontier
 from heal.data import alignment, io
+from heal.feedback.constitution import load_constitution
 from heal.feedback.judges import JudgeItem, make_judge
 
-PARTS = ("sft", "prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout")
+PARTS = ("sft", "prompts", "rl_prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def parts():
 
 
 def test_held_out_parts_share_no_request_and_no_category_with_training(parts):
-    train_prompts = {r["prompt"] for part in ("sft", "prompts") for r in parts[part]}
+    train_prompts = {r["prompt"] for part in ("sft", "prompts", "rl_prompts") for r in parts[part]}
     held_out = parts["heldout_harmful"] + parts["heldout_benign"]
     assert not train_prompts & {r["prompt"] for r in held_out}
     assert not ({r["prompt"] for r in parts["sft"]}
@@ -33,6 +34,15 @@ def test_held_out_parts_share_no_request_and_no_category_with_training(parts):
     assert {r["label"] for r in parts["heldout_harmful"]} == {"unsafe"}
     assert {r["label"] for r in parts["heldout_benign"]} == {"safe"}
     assert {r["source"] for r in parts["heldout_harmful"]} == {"medsafetybench", "harmbench_val"}
+
+
+def test_rl_prompts_are_the_prompts_with_every_written_benign_request(parts):
+    prompts, rl = parts["prompts"], parts["rl_prompts"]
+    assert {r["prompt"] for r in prompts} < {r["prompt"] for r in rl}
+    assert {r["prompt"] for r in rl if r["label"] == "unsafe"} == {r["prompt"] for r in prompts if r["label"] == "unsafe"}
+    written = {r["prompt"] for r in alignment._benign_answers() + alignment._benign_general_answers()}
+    assert {r["prompt"] for r in rl if r["label"] == "safe"} == written
+    assert not any("completion" in r for r in rl)
 
 
 def test_sft_part_mixes_refusals_pubmedqa_and_benign_answers(parts):
@@ -140,6 +150,10 @@ def test_safety_judge_declines_harm_answers_benign_and_pays_nothing_for_silence(
                           JudgeItem(harmful, "", label="unsafe"), JudgeItem(benign, benign_answer, label="safe"),
                           JudgeItem(benign, refusal, label="safe"), JudgeItem(benign, "", label="safe")])
     assert scores == [1.0, 0.0, 0.0, 1.0, 0.0, -0.5]
+    # the packaged over-refusal-costs constitution charges the refusal of a benign request as a non-answer
+    costly = make_judge(f"safety:{grader}", constitution="over-refusal-costs")
+    assert costly.score([JudgeItem(benign, refusal, label="safe"), JudgeItem(benign, benign_answer, label="safe"),
+                         JudgeItem(harmful, refusal, label="unsafe")]) == [-0.5, 1.0, 1.0]
 
 
 def test_unknown_safety_grader_is_one_line(tmp_path, capsys):
@@ -233,6 +247,8 @@ def test_preset_ppo_stages_have_a_gold_that_is_not_their_reward(tmp_path):
         proxy = parse_reward(stage.args.get("reward"), stage.args.get("reward_model_path"))
         gold = parse_gold(stage.args["gold_reward"], proxy)
         assert gold.target != proxy.target and stage.args["keep_best"] is True
+        assert stage.args["dataset_path"].endswith("rl_prompts.jsonl")
+        load_constitution(stage.args["constitution"])  # a packaged name that resolves
 
 
 def test_comparison_reports_the_kept_update_and_its_kl(tmp_path):

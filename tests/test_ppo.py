@@ -209,6 +209,8 @@ def test_presets_and_trl_knob_names_parse(tmp_path):
      ["1 prompt(s) longer than", "--max_prompt_length"]),
     (["--model_name", "{sft}", "--reward", "rule:pubmedqa", "--dataset_path", "{train}", "--max_prompt_length",
       "100000"], ["exceed the model's"]),
+    (["--model_name", "{sft}", "--reward", "rule:refusal", "--dataset_path", "{train}", "--constitution",
+      "{tmp}/none.yaml"], ["none.yaml: constitution file not found", "over-refusal-costs"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, needles, sft_tiny_run, tmp_path, capsys):
     bad = tmp_path / "no_prompt.jsonl"

@@ -4,11 +4,12 @@
 #   bash experiments/alignment_smollm2/rl_dev/run_probe.sh OUT PROMPTS_JSONL MAX_STEPS
 # SFT (default runs/align_smollm2/sft) is the SFT model; DEV (default runs/sft_dev) holds the dev split that
 # experiments/alignment_smollm2/sft_dev/make_dev.py writes. One torch thread (THREADS=2 for one arm alone).
+# CONSTITUTION, if set, is passed as --constitution (over-refusal-costs: a refused benign request scores -0.5, not 0).
 # Run from the repository root.
 set -euo pipefail
 out=$1 prompts=$2 steps=$3 sft=${SFT:-runs/align_smollm2/sft} dev=${DEV:-runs/sft_dev}
 export OMP_NUM_THREADS=${THREADS:-1} MKL_NUM_THREADS=${THREADS:-1}
-heal ppo --model_name_or_path "$sft" --dataset safety --dataset_path "$prompts" \
+heal ppo ${CONSTITUTION:+--constitution "$CONSTITUTION"} --model_name_or_path "$sft" --dataset safety --dataset_path "$prompts" \
   --eval_split_size 0.15 --use_peft true --lora_r 16 --lora_alpha 32 --response_length 48 --temperature 0.7 \
   --per_device_train_batch_size 8 --max_steps "$steps" --num_ppo_epochs 4 --learning_rate 5e-4 --kl_coef 0.05 \
   --max_prompt_length 256 --save_steps "$steps" --seed 0 --share_backbone true --reward judge:safety:combined \

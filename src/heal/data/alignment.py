@@ -10,6 +10,7 @@
 |---|---|---|
 | sft | MedSafetyBench train requests → their safe responses (training categories), PubMedQA train-fold questions (without the abstract) → "Yes./No./Maybe. + the authors' conclusion", HEAL's built-in benign requests → written answers: medical ones, and general ones that use words such as kill, shoot or poison harmlessly; HEAL's built-in harmful general requests (weapons, fraud, intrusion, harassment, …) → written refusals | – |
 | prompts | prompts for RLAIF labelling, PPO, GRPO, DPO: other MedSafetyBench requests of the training categories and a seeded share of the built-in harmful general requests (unsafe), the built-in benign medical requests and a seeded share of the general ones (safe) | unsafe / safe |
+| rl_prompts | the prompts part with every built-in general benign request instead of a share: PPO's prompts in the SmolLM2 preset (30% harmful instead of 56%: on the prompts part, RL with the safety judge drifted towards refusing) | unsafe / safe |
 | heldout_harmful | MedSafetyBench requests of the held-out categories and HarmBench val behaviours (no context string) | unsafe |
 | heldout_benign | XSTest's safe prompts, spread over its types | safe |
 | hh_train / hh_heldout | HH-RLHF harmless-base human preference pairs (prompt/chosen/rejected), split 80/20 | – |
@@ -32,7 +33,7 @@ from heal.data.io import read_records
 from heal.errors import HealError
 
 QUESTION_ONLY_SUFFIX = "Answer yes, no or maybe, then explain."
-PARTS = ("sft", "prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout", "hh_helpful_train")
+PARTS = ("sft", "prompts", "rl_prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout", "hh_helpful_train")
 BUILTIN = Path(__file__).parent / "builtin"
 # Sizes that keep the real-model run within an hour on 2 CPU cores (docs/alignment.md). 15 MedSafetyBench refusals
 # per category beside the 240 written general answers were chosen on a development split disjoint from the held-out
@@ -82,7 +83,7 @@ def prepare(root: str | Path, part: str, heldout_categories: str = "7,8,9", fold
     if missing:
         raise HealError(f"{root}: missing {', '.join(missing)}; point --input_path at the shared data folder")
     held_out = parse_categories(heldout_categories)
-    builders = {"sft": _sft, "prompts": _prompts, "heldout_harmful": _heldout_harmful,
+    builders = {"sft": _sft, "prompts": _prompts, "rl_prompts": _prompts, "heldout_harmful": _heldout_harmful,
                 "heldout_benign": _heldout_benign, "hh_train": _hh, "hh_heldout": _hh,
                 "hh_helpful_train": _hh_helpful}
     records = builders[part](root, held_out=held_out, fold=fold, seed=seed, part=part)
@@ -151,18 +152,21 @@ def _prompts(root: Path, held_out: set[int], fold: int, seed: int, part: str) ->
     start, n = SIZES["sft_refusals_per_category"], SIZES["prompt_requests_per_category"]
     harmful = [_prompt_only(r) for c, items in _medsafety_by_category(root, seed).items() if c not in held_out
                for r in items[start:start + n]]
-    # a seeded share of the written general requests (all of them would lengthen labelling and PPO past the hour)
+    # a seeded share of the written general requests (all of them would lengthen labelling past the hour); rl_prompts
+    # takes every benign one (PPO's time does not grow with the prompts)
     harmful += _seeded_share(_general_harmful_refusals(), "prompt_general_harmful", seed)
     benign = [_prompt_only(r) for r in _benign_answers()]
-    benign += _seeded_share(_benign_general_answers(), "prompt_general_benign", seed)
+    everything = part == "rl_prompts"
+    benign += _seeded_share(_benign_general_answers(), "prompt_general_benign", seed, everything)
     records = harmful + benign
     random.Random(f"{seed}-prompts").shuffle(records)
     return records
 
 
-def _seeded_share(records: list[dict], size: str, seed: int) -> list[dict]:
+def _seeded_share(records: list[dict], size: str, seed: int, everything: bool = False) -> list[dict]:
+    """SIZES[size] of `records` in a seeded order, or all of them in that order."""
     random.Random(f"{seed}-{size}").shuffle(records)
-    return [_prompt_only(r) for r in records[:SIZES[size]]]
+    return [_prompt_only(r) for r in (records if everything else records[:SIZES[size]])]
 
 
 def _prompt_only(record: dict) -> dict:

@@ -54,12 +54,12 @@ class PrepConfig:
     chunk_size: int = field(default=2000, metadata={"help": "MIMIC: notes read per chunk (memory stays flat)."})
     num_proc: int = field(default=1, metadata={"help": "MIMIC: worker processes that parse chunks."})
     # MedSafetyBench
-    records: Literal["sft", "prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout",
+    records: Literal["sft", "prompts", "rl_prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout",
                      "hh_helpful_train"] = field(
         default="sft", metadata={
             "help": "MedSafetyBench: sft (request → safe response) or prompts (prompt-only red-team records). "
-                    "alignment: which part to write (sft, prompts, heldout_harmful, heldout_benign, hh_train, "
-                    "hh_heldout, hh_helpful_train)."})
+                    "alignment: which part to write (sft, prompts, rl_prompts, heldout_harmful, heldout_benign, "
+                    "hh_train, hh_heldout, hh_helpful_train)."})
     heldout_categories: str = field(default="7,8,9", metadata={
         "help": "alignment: MedSafetyBench categories (1-9) kept out of training, for held-out evaluation."})
     # Synthetic

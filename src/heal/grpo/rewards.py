@@ -17,7 +17,7 @@ def make_reward_function(spec, script, credentialed: bool):
     if spec.kind == "model":
         return _reward_model_function(spec.target)
     return _judge_function(spec.target, script.judge_base_url, credentialed,
-                           script.allow_credentialed_data_to_remote_endpoint)
+                           script.allow_credentialed_data_to_remote_endpoint, script.constitution)
 
 
 def _reward_model_function(path: str):
@@ -31,10 +31,12 @@ def _reward_model_function(path: str):
     return reward_model
 
 
-def _judge_function(spec: str, base_url: str | None, credentialed: bool, allow_remote: bool):
+def _judge_function(spec: str, base_url: str | None, credentialed: bool, allow_remote: bool,
+                    constitution: str | None = None):
     from heal.feedback.judges import JudgeItem, make_judge
 
-    judge = make_judge(spec, base_url=base_url, credentialed=credentialed, allow_remote=allow_remote)
+    judge = make_judge(spec, base_url=base_url, constitution=constitution, credentialed=credentialed,
+                       allow_remote=allow_remote)
 
     def judge_reward(prompts, completions, raw_prompt, label=None, reference=None, source=None, **_) -> list[float]:
         n = len(completions)

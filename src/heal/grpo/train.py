@@ -71,7 +71,7 @@ def main(script: GRPOScriptConfig, training: HealGRPOConfig, model_args: GRPOMod
                         "--eval_split_size")
     # 3. Claim the folder: new, resumed (metrics.jsonl cut back to the checkpoint) or overwritten.
     fingerprint = {"stage": STAGE, "model": policy, "reward": reward.fingerprint(),
-                   "dataset_path": runs.resolved_path(prompts_path)}
+                   "dataset_path": runs.resolved_path(prompts_path), **script.constitution_fingerprint()}
     if gold:
         fingerprint["gold_reward"] = gold.fingerprint()
     checkpoint = runs.claim_output_dir(folder, STAGE, fingerprint, training.resume_from_checkpoint,

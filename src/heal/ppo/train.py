@@ -79,7 +79,7 @@ def main(script: PPOScriptConfig, training: HealPPOConfig, model_args: PPOModelC
                                                               (eval_records, script.eval_dataset_path or prompts_path)])
     # 3. Claim the folder: new, resumed (metrics.jsonl cut back to the checkpoint) or overwritten.
     fingerprint = {"stage": STAGE, "model": policy_path, "reward": reward.fingerprint(),
-                   "dataset_path": runs.resolved_path(prompts_path)}
+                   "dataset_path": runs.resolved_path(prompts_path), **script.constitution_fingerprint()}
     if gold:
         fingerprint["gold_reward"] = gold.fingerprint()
     checkpoint = runs.claim_output_dir(folder, STAGE, fingerprint, training.resume_from_checkpoint,

@@ -45,6 +45,11 @@ class RLScriptConfig:
                 "says which update it was, beside the last update's gold score."})
     judge_base_url: str | None = field(default=None, metadata={
         "help": "Base URL of an OpenAI-compatible judge for --reward judge:openai:<model>."})
+    constitution: str | None = field(default=None, metadata={
+        "help": "Constitution YAML for the judges of --reward and --gold_reward (default: HEAL's, as in `heal label "
+                "--constitution`): the principles an LLM judge applies, and the reward of each outcome for the "
+                "safety judges (outcome_scores, e.g. benign: {full_refusal: -0.5} to charge a refused benign "
+                "request as much as a non-answer)."})
     value_model_path: str | None = field(default=None, metadata={
         "help": "Where the value model starts. Default: the reward model (Huang et al. 2024) when it shares the "
                 "policy's tokenizer, else the policy (with a new, zero-initialised value head)."})
@@ -56,6 +61,15 @@ class RLScriptConfig:
         "help": "Score the held-out prompts before the first update too, so the card shows the gain."})
     allow_credentialed_data_to_remote_endpoint: bool = field(default=False, metadata={
         "help": "DANGER: let credentialed (MIMIC) records reach a non-loopback judge (PhysioNet DUA forbids it)."})
+
+    def constitution_fingerprint(self) -> dict:
+        """The constitution's content digest for a run's fingerprint (nothing when it is HEAL's default); loading
+        it here also checks the file before any model loads."""
+        if not self.constitution:
+            return {}
+        from heal.feedback.constitution import load_constitution
+
+        return {"constitution": load_constitution(self.constitution).digest}
 
     def task(self) -> str:
         return training_task(self.dataset)

@@ -130,11 +130,13 @@ def _has_score_head(model) -> bool:
 class JudgeSource:
     kind = "judge"
 
-    def __init__(self, spec: str, base_url: str | None, credentialed: bool, allow_remote: bool):
+    def __init__(self, spec: str, base_url: str | None, credentialed: bool, allow_remote: bool,
+                 constitution: str | None = None):
         from heal.feedback.judges import make_judge
 
         self.spec = spec
-        self.judge = make_judge(spec, base_url=base_url, credentialed=credentialed, allow_remote=allow_remote)
+        self.judge = make_judge(spec, base_url=base_url, constitution=constitution, credentialed=credentialed,
+                                allow_remote=allow_remote)
 
     def to(self, device) -> "JudgeSource":
         return self
@@ -210,4 +212,4 @@ def make_reward_source(spec: RewardSpec, script, policy_tokenizer, credentialed:
     if spec.kind == "model":
         return RewardModelSource(spec.target, policy_tokenizer, batch_size)
     return JudgeSource(spec.target, script.judge_base_url, credentialed,
-                       script.allow_credentialed_data_to_remote_endpoint)
+                       script.allow_credentialed_data_to_remote_endpoint, script.constitution)
