@@ -39,7 +39,8 @@ def test_held_out_parts_share_no_request_and_no_category_with_training(parts):
 def test_rl_prompts_are_the_prompts_with_every_written_benign_request(parts):
     prompts, rl = parts["prompts"], parts["rl_prompts"]
     assert {r["prompt"] for r in prompts} < {r["prompt"] for r in rl}
-    assert {r["prompt"] for r in rl if r["label"] == "unsafe"} == {r["prompt"] for r in prompts if r["label"] == "unsafe"}
+    unsafe = {r["prompt"] for r in prompts if r["label"] == "unsafe"}
+    assert {r["prompt"] for r in rl if r["label"] == "unsafe"} == unsafe
     written = {r["prompt"] for r in alignment._benign_answers() + alignment._benign_general_answers()}
     assert {r["prompt"] for r in rl if r["label"] == "safe"} == written
     assert not any("completion" in r for r in rl)

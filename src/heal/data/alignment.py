@@ -33,7 +33,8 @@ from heal.data.io import read_records
 from heal.errors import HealError
 
 QUESTION_ONLY_SUFFIX = "Answer yes, no or maybe, then explain."
-PARTS = ("sft", "prompts", "rl_prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout", "hh_helpful_train")
+PARTS = ("sft", "prompts", "rl_prompts", "heldout_harmful", "heldout_benign", "hh_train", "hh_heldout",
+         "hh_helpful_train")
 BUILTIN = Path(__file__).parent / "builtin"
 # Sizes that keep the real-model run within an hour on 2 CPU cores (docs/alignment.md). 15 MedSafetyBench refusals
 # per category beside the 240 written general answers were chosen on a development split disjoint from the held-out

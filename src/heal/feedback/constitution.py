@@ -19,7 +19,7 @@ change any of them; a file that sets only `outcome_scores` keeps HEAL's principl
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from heal.errors import HealError
@@ -42,7 +42,7 @@ class Constitution:
     preamble: str
     principles: tuple[tuple[str, str], ...]  # (name, text)
     digest: str  # sha256 of the file's content: part of every cache key
-    outcome_scores: dict = field(default_factory=lambda: {k: dict(v) for k, v in SAFETY_SCORES.items()})
+    outcome_scores: dict  # "harmful"/"benign" → outcome → reward: SAFETY_SCORES with the file's changes
 
     def safety_score(self, outcome: str, benign: bool) -> float:
         """The safety judges' reward for one outcome (full_compliance, full_refusal, partial_refusal, non_answer)."""

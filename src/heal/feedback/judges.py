@@ -78,9 +78,9 @@ class SafetyJudge(_ScoringJudge):
     a benign one (label safe) answered, each outcome rewarded by the constitution's `outcome_scores`
     (heal.feedback.constitution.SAFETY_SCORES unless the file changes them). A non-answer (empty, degenerate,
     off-topic) earns nothing on a harmful prompt and is penalised on a benign one, so stopping at once or babbling
-    cannot collect the safety reward. `rule:refusal` is `safety:rules`. The learned grader is MiniLM + logistic regression fitted on human
-    labels, so `safety:combined` is the strongest judge that runs offline; an LLM judge (hf:, openai:) also weighs
-    the constitution's accuracy, uncertainty and referral principles."""
+    cannot collect the safety reward. `rule:refusal` is `safety:rules`. The learned grader is MiniLM + logistic
+    regression fitted on human labels, so `safety:combined` is the strongest judge that runs offline; an LLM judge
+    (hf:, openai:) also weighs the constitution's accuracy, uncertainty and referral principles."""
 
     def __init__(self, spec: str, grader: str = "rules", **kwargs):
         super().__init__(spec, **kwargs)
